@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""satchel's builder: a recipe or a live node becomes a verified bundle.
+
+Thin on purpose: parses arguments, calls `bundler`, and is the one place where
+errors become messages and exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+from installer.errors import EXIT_FAILED, EXIT_OK, SatchelError
+
+EPILOG = """exit codes:
+  0  done (verify: every checksum holds)
+  1  the build failed (nothing was left at the output path) / verification failed
+  2  bad input: recipe, arguments, sources, an existing output without --force
+"""
+
+log = logging.getLogger("satchel")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="build.py", description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="log every command; tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build", help="build a bundle from a recipe", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("recipe", type=Path, help="a recipe, e.g. recipes/demo.toml")
+    _output_args(b)
+
+    d = sub.add_parser("demo", help="build the demo bundle (RPMs, a throwaway PostgreSQL, "
+                                    "a cert) and show what is in it")
+    d.add_argument("--out", type=Path, default=Path("out/demo"),
+                   help="output path (default: out/demo)")
+    d.add_argument("--format", choices=["dir", "tar", "iso"], default="dir")
+
+    i = sub.add_parser("inspect", help="show what is in a bundle, without unpacking it")
+    i.add_argument("bundle", type=Path, help="a bundle directory, .tar.zst or .iso")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+
+    v = sub.add_parser("verify", help="check every checksum of a bundle")
+    v.add_argument("bundle", type=Path, help="a bundle directory, .tar.zst or .iso")
+    v.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def _output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True,
+                   help="output path; .tar.zst or .iso is appended for those formats")
+    p.add_argument("--format", choices=["dir", "tar", "iso"], default="dir",
+                   help="dir (default), tar (.tar.zst) or iso")
+    p.add_argument("--force", action="store_true", help="replace an existing output")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as JSON on stdout; progress as JSON lines on stderr")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from bundler import recipe as recipes
+    from bundler.build import build
+    from bundler.output import OutputFormat
+    from bundler.progress import Progress
+
+    r = recipes.load(args.recipe)
+    result = build(r, args.out, OutputFormat(args.format), force=args.force,
+                   progress=Progress(json_lines=args.json))
+    files = result.manifest["files"]
+    if args.json:
+        json.dump({"bundle": str(result.path), "format": result.format.value,
+                   "files": len(files), "size": sum(f["size"] for f in files),
+                   "seconds": round(result.seconds, 3)}, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(f"bundle written to {result.path} ({len(files)} files, "
+              f"{result.seconds:.1f}s)")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bundler import demo
+    return demo.run(args.out, args.format)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from bundler.verify import read_manifest
+    from installer.bundle import print_summary, summary
+
+    s = summary(read_manifest(args.bundle))
+    if args.json:
+        json.dump(s, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        print_summary(s)
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from bundler.verify import verify
+
+    report = verify(args.bundle)
+    if args.json:
+        json.dump({"ok": report.ok, "checked": report.checked, "bytes": report.bytes,
+                   "missing": report.missing, "altered": report.altered,
+                   "extra": report.extra, "problems": report.problems}, sys.stdout)
+        sys.stdout.write("\n")
+    elif report.ok:
+        print(f"OK: {report.checked} files verified in {args.bundle}")
+    else:
+        for line in report.lines():
+            print(f"FAILED: {line}", file=sys.stderr)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+COMMANDS = {"build": cmd_build, "demo": cmd_demo, "inspect": cmd_inspect,
+            "verify": cmd_verify}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except SatchelError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        if args.debug:
+            raise
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; nothing was left at the output path", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"error: internal error: {e!r}", file=sys.stderr)
+        print("hint: this is a bug in satchel; run with --debug for the traceback",
+              file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Pax archives of file trees, written with libarchive and hashed on the way.
+
+A file set becomes one pax tar (zstd-compressed): entries sorted, mtimes clamped
+to the source date, atime/ctime dropped, owners kept by name and number, modes and
+xattrs (SELinux labels included) kept. Each file's bytes are read once: we feed
+libarchive ourselves and hash the content as it passes, so the manifest can list
+every file's sha256 for the import's plan and audit.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import grp
+import hashlib
+import os
+import pwd
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import libarchive
+from libarchive import ffi
+from libarchive.entry import ArchiveEntry
+from libarchive.write import new_archive_read_disk
+
+from bundler.recipe import Override
+from installer.errors import InputError
+
+BLOCK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Member:
+    """One entry of a tree to archive: its path inside the set and on disk."""
+
+    rel: str
+    source: Path
+
+
+@dataclass
+class Walk:
+    members: list[Member]
+    problems: list[str]  # unreadable files and other trouble, all at once
+    skipped: list[str]  # sockets and fifos, which cannot be carried
+
+
+def walk(root: Path, paths: Sequence[str], exclude: Sequence[str]) -> Walk:
+    """List the members of a file set in sorted order, checking each is readable."""
+    result = Walk([], [], [])
+    seen: set[str] = set()
+
+    def excluded(rel: str) -> bool:
+        name = rel.rsplit("/", 1)[-1]
+        return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p)
+                   for p in exclude)
+
+    def visit(rel: str) -> None:
+        if rel in seen or excluded(rel):
+            return
+        seen.add(rel)
+        src = root / rel
+        try:
+            st = os.lstat(src)
+        except FileNotFoundError:
+            result.problems.append(f"{src}: does not exist")
+            return
+        except OSError as e:
+            result.problems.append(f"{src}: {e.strerror}")
+            return
+        if stat.S_ISSOCK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+            result.skipped.append(rel)
+            return
+        if stat.S_ISREG(st.st_mode) and not os.access(src, os.R_OK):
+            result.problems.append(f"{src}: not readable")
+            return
+        result.members.append(Member(rel, src))
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                names = sorted(os.listdir(src))
+            except OSError as e:
+                result.problems.append(f"{src}: cannot list: {e.strerror}")
+                return
+            for n in names:
+                visit(f"{rel}/{n}")
+
+    for p in paths:
+        visit(p.strip("/"))
+    result.members.sort(key=lambda m: m.rel)
+    return result
+
+
+def _lookup_uid(name: str) -> Optional[int]:
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
+
+
+def _lookup_gid(name: str) -> Optional[int]:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
+
+
+def _apply_overrides(entry: ArchiveEntry, rel: str, overrides: Sequence[Override]) -> None:
+    for o in overrides:
+        if not fnmatch.fnmatchcase(rel, o.match):
+            continue
+        if o.owner is not None:
+            entry.uname = o.owner
+            uid = _lookup_uid(o.owner)
+            if uid is not None:
+                entry.uid = uid
+        if o.group is not None:
+            entry.gname = o.group
+            gid = _lookup_gid(o.group)
+            if gid is not None:
+                entry.gid = gid
+        if o.mode is not None:
+            entry.perm = o.mode
+
+
+def _index_record(entry: ArchiveEntry, digest: Optional[str]) -> dict[str, Any]:
+    kind = ("dir" if entry.isdir else "symlink" if entry.issym else
+            "file" if entry.isreg else "other")
+    rec: dict[str, Any] = {
+        "type": kind,
+        "mode": f"{entry.perm:04o}",
+        "uid": entry.uid, "gid": entry.gid,
+        "user": entry.uname or "", "group": entry.gname or "",
+        "mtime": int(entry.mtime or 0),
+    }
+    if entry.isreg:
+        rec["size"] = entry.size
+        rec["sha256"] = digest
+    if entry.issym:
+        rec["target"] = entry.linkpath
+    return rec
+
+
+def write_tree(
+    out: Callable[[bytes], Any],
+    members: Sequence[Member],
+    *,
+    source_date_epoch: int,
+    overrides: Sequence[Override] = (),
+    compress: bool = True,
+    max_mode: Optional[int] = None,
+    advance: Callable[[int, str], None] = lambda n, item: None,
+) -> dict[str, dict[str, Any]]:
+    """Write members as a pax tar (zstd) to `out`; return the per-path index."""
+    index: dict[str, dict[str, Any]] = {}
+
+    def write_cb(data: bytes) -> int:
+        out(bytes(data))
+        return len(data)
+
+    filter_name = "zstd" if compress else None
+    options = "zstd:compression-level=3" if compress else ""
+    with libarchive.custom_writer(write_cb, "pax_restricted", filter_name=filter_name,
+                                  options=options, block_size=BLOCK) as archive:
+        write_p = archive._pointer
+        for m in members:
+            digest = _write_member(write_p, m, source_date_epoch, overrides, max_mode, index)
+            advance(1, m.rel)
+            del digest
+    return index
+
+
+def _write_member(write_p: Any, m: Member, sde: int, overrides: Sequence[Override],
+                  max_mode: Optional[int], index: dict[str, dict[str, Any]]) -> Optional[str]:
+    entry = ArchiveEntry(header_codec="utf-8")
+    with new_archive_read_disk(str(m.source), 0, True) as read_p:
+        r = ffi.read_next_header2(read_p, entry._entry_p)
+        if r == ffi.ARCHIVE_EOF:
+            raise InputError(f"{m.source}: vanished while it was being archived")
+    entry.pathname = m.rel
+    mtime = entry.mtime or 0
+    entry.mtime = min(int(mtime), sde)
+    entry.atime = None
+    entry.ctime = None
+    entry.birthtime = None
+    _apply_overrides(entry, m.rel, overrides)
+    if max_mode is not None and entry.isreg:
+        entry.perm = entry.perm & max_mode
+    digest: Optional[str] = None
+    if entry.isreg:
+        digest = _write_regular(write_p, entry, m.source)
+    else:
+        if entry.isdir or entry.issym:
+            entry.size = 0
+        ffi.write_header(write_p, entry._entry_p)
+        ffi.write_finish_entry(write_p)
+    index[m.rel] = _index_record(entry, digest)
+    return digest
+
+
+def _write_regular(write_p: Any, entry: ArchiveEntry, source: Path) -> str:
+    h = hashlib.sha256()
+    expected = entry.size
+    with open(source, "rb") as f:
+        ffi.write_header(write_p, entry._entry_p)
+        written = 0
+        while chunk := f.read(BLOCK):
+            if written + len(chunk) > expected:
+                raise InputError(f"{source}: changed while it was being archived "
+                                 "(it grew)", hint="stop what writes it and run again")
+            h.update(chunk)
+            ffi.write_data(write_p, chunk, len(chunk))
+            written += len(chunk)
+        if written != expected:
+            raise InputError(f"{source}: changed while it was being archived "
+                             "(it shrank)", hint="stop what writes it and run again")
+    ffi.write_finish_entry(write_p)
+    return h.hexdigest()
+
+
+def read_entries(path: Path) -> Iterator[Any]:
+    """Iterate the entries of an archive file (tar, tar.zst, ISO) without extracting."""
+    with libarchive.file_reader(str(path)) as archive:
+        yield from archive

@@ -1,0 +1,141 @@
+"""The build pipeline: a recipe (or a live node) into a published bundle.
+
+Reads top to bottom like the build itself: check everything that can fail
+because of the outside world, then write each component into a staging tree
+beside the output (hashing on the way), the installer, SHA256SUMS and the
+manifest last, then publish. A failed or interrupted build removes its staging
+tree, so nothing that looks like a bundle is left behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from bundler.components import BuildContext
+from bundler.output import OutputFormat, publish
+from bundler.progress import Progress
+from bundler.recipe import Recipe
+from bundler.staging import Staging
+from installer.errors import InputError, SatchelError
+
+log = logging.getLogger("satchel")
+
+
+@dataclass(frozen=True)
+class Result:
+    path: Path
+    format: OutputFormat
+    manifest: dict[str, Any]
+    seconds: float
+
+
+def source_date_epoch(recipe: Recipe) -> int:
+    """One source date: the recipe's, else SOURCE_DATE_EPOCH, else now."""
+    if recipe.bundle.source_date_epoch is not None:
+        return recipe.bundle.source_date_epoch
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env:
+        try:
+            return int(env)
+        except ValueError:
+            raise InputError(f"SOURCE_DATE_EPOCH={env!r} is not a number of seconds") from None
+    return int(time.time())
+
+
+def output_path(out: Path, fmt: OutputFormat) -> Path:
+    ext = fmt.extension()
+    return out if not ext or out.name.endswith(ext) else out.with_name(out.name + ext)
+
+
+def _components() -> list[tuple[str, Any]]:
+    # Imported here so that a missing optional component module names itself.
+    from bundler.components import database, filesets, rpm_repo, secrets
+    return [("repo", rpm_repo), ("database", database), ("filesets", filesets),
+            ("secrets", secrets)]
+
+
+def build(recipe: Recipe, out: Path, fmt: OutputFormat, *, force: bool = False,
+          progress: Optional[Progress] = None, source_root: Path = Path("/"),
+          prepare: Optional[Callable[[BuildContext], None]] = None) -> Result:
+    started = time.monotonic()
+    progress = progress or Progress()
+    out = output_path(out.absolute(), fmt)
+    if (out.exists() or out.is_symlink()) and not force:
+        raise InputError(f"{out} already exists", hint="use --force to replace it")
+    if not out.parent.is_dir():
+        raise InputError(f"{out.parent}: the output's directory does not exist")
+    sde = source_date_epoch(recipe)
+    staging_dir = out.with_name(f".{out.name}.staging-{os.getpid()}")
+    workdir = Path(tempfile.mkdtemp(prefix="satchel-build-"))
+    ctx = BuildContext(recipe=recipe, staging=Staging(staging_dir), progress=progress,
+                       source_date_epoch=sde, workdir=workdir, source_root=source_root)
+    components = _components()
+    try:
+        if prepare is not None:
+            prepare(ctx)
+        with progress.step("checking inputs"):
+            for _, module in components:
+                if hasattr(module, "check"):
+                    module.check(ctx)
+        staging_dir.mkdir()
+        sections = _build_components(ctx, components)
+        from bundler.components import installer_zipapp
+        sections["installer"] = installer_zipapp.build(ctx)
+        from bundler import manifest
+        doc = manifest.write(ctx, sections, socket.gethostname())
+        final = publish(staging_dir, out, fmt, label=recipe.bundle.label,
+                        top=f"{recipe.bundle.name}-{recipe.bundle.version}", sde=sde,
+                        progress=progress, force=force)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise SatchelError(f"out of disk space while building {out.name}; "
+                               "the partial bundle was removed",
+                               hint=f"free space on the file system of {out.parent}") from e
+        raise
+    finally:
+        if staging_dir.exists():
+            shutil.rmtree(staging_dir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return Result(final, fmt, doc, time.monotonic() - started)
+
+
+def _build_components(ctx: BuildContext, components: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build every component; the database dump runs beside the file archiving."""
+    sections: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def in_thread(name: str, module: Any) -> None:
+        try:
+            sections[name] = module.build(ctx)
+        except BaseException as e:  # re-raised in the main thread below
+            errors.append(e)
+
+    threads = []
+    for name, module in components:
+        if name == "database" and ctx.recipe.database is not None:
+            t = threading.Thread(target=in_thread, args=(name, module), name="pg_dump")
+            t.start()
+            threads.append(t)
+        else:
+            try:
+                sections[name] = module.build(ctx)
+            except BaseException:
+                for t in threads:
+                    t.join()
+                raise
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return sections

@@ -1,0 +1,61 @@
+"""File sets: one pax tar (zstd) per set under files/, with a per-file index.
+
+The index (path -> type, mode, owner by name and number, mtime, size, sha256)
+goes into the manifest so the import can plan (create / replace / identical)
+and audit without reading the archive twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from bundler.archive import Walk, walk, write_tree
+from bundler.components import BuildContext
+from bundler.recipe import FileSet
+from installer.errors import InputError
+
+
+def _root(ctx: BuildContext, fs_root: Optional[Path]) -> Path:
+    return fs_root if fs_root is not None else ctx.source_root
+
+
+def _walks(ctx: BuildContext) -> list[tuple[FileSet, Walk]]:
+    return [(fs, walk(_root(ctx, fs.root), fs.paths, fs.exclude)) for fs in ctx.recipe.files]
+
+
+def check(ctx: BuildContext) -> None:
+    problems = []
+    for fs, w in _walks(ctx):
+        root = _root(ctx, fs.root)
+        if not root.is_dir():
+            problems.append(f"files[{fs.name}]: root {root} is not a directory")
+            continue
+        problems += [f"files[{fs.name}]: {p}" for p in w.problems]
+    if problems:
+        raise InputError("cannot read every file of the file sets:\n  " + "\n  ".join(problems),
+                         hint="fix the permissions or add the paths to `exclude`")
+
+
+def build(ctx: BuildContext) -> Optional[dict[str, Any]]:
+    if not ctx.recipe.files:
+        return None
+    sets = []
+    for fs, w in _walks(ctx):
+        if w.problems:
+            check(ctx)
+        rel = f"files/{fs.name}.tar.zst"
+        with ctx.progress.step(f"archiving file set {fs.name}", total=len(w.members)) as p, \
+                ctx.staging.open(rel) as out:
+            index = write_tree(out.write, w.members, source_date_epoch=ctx.source_date_epoch,
+                               overrides=fs.overrides, advance=p.advance)
+        sets.append({
+            "name": fs.name,
+            "archive": rel,
+            "paths": list(fs.paths),
+            "entries": len(index),
+            "bytes": sum(e.get("size", 0) for e in index.values()),
+            "skipped": w.skipped,
+            "index": index,
+        })
+    return {"sets": sets}
