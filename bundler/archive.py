@@ -9,6 +9,7 @@ every file's sha256 for the import's plan and audit.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import grp
 import hashlib
@@ -153,21 +154,48 @@ def write_tree(
 ) -> dict[str, dict[str, Any]]:
     """Write members as a pax tar (zstd) to `out`; return the per-path index."""
     index: dict[str, dict[str, Any]] = {}
-
-    def write_cb(data: bytes) -> int:
-        out(bytes(data))
-        return len(data)
-
+    sink = Sink(out)
     filter_name = "zstd" if compress else None
     options = "zstd:compression-level=3" if compress else ""
-    with libarchive.custom_writer(write_cb, "pax_restricted", filter_name=filter_name,
-                                  options=options, block_size=BLOCK) as archive:
+    with sink.guard(), libarchive.custom_writer(
+            sink.write_cb, "pax_restricted", filter_name=filter_name, options=options,
+            block_size=BLOCK) as archive:
         write_p = archive._pointer
         for m in members:
-            digest = _write_member(write_p, m, source_date_epoch, overrides, max_mode, index)
+            _write_member(write_p, m, source_date_epoch, overrides, max_mode, index)
             advance(1, m.rel)
-            del digest
     return index
+
+
+class Sink:
+    """libarchive's write callback, made safe: an exception raised while writing
+    (a full disk) must not cross the C boundary. It is kept, libarchive is told
+    the write failed, and `guard()` re-raises the original exception."""
+
+    def __init__(self, out: Callable[[bytes], Any]) -> None:
+        self.out = out
+        self.error: Optional[BaseException] = None
+
+    def write_cb(self, data: bytes) -> int:
+        if self.error is not None:
+            return -1
+        try:
+            self.out(bytes(data))
+        except BaseException as e:
+            self.error = e
+            return -1
+        return len(data)
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            if self.error is not None:
+                raise self.error from None
+            raise
+        if self.error is not None:
+            raise self.error
 
 
 def _write_member(write_p: Any, m: Member, sde: int, overrides: Sequence[Override],

@@ -9,6 +9,7 @@ tree, so nothing that looks like a bundle is left behind.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -58,6 +59,31 @@ def output_path(out: Path, fmt: OutputFormat) -> Path:
     return out if not ext or out.name.endswith(ext) else out.with_name(out.name + ext)
 
 
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "satchel"
+
+
+def build_spec_packages(recipe: Recipe, sde: int, progress: Progress) -> Recipe:
+    """Build the recipe's spec files with rpmbuild (cached) and add them as a source."""
+    if not recipe.packages.specs:
+        return recipe
+    from bundler.rpmbuild import build_specs
+
+    specs: list[Path] = []
+    for pattern in recipe.packages.specs:
+        found = sorted(pattern.parent.glob(pattern.name))
+        if not found:
+            raise InputError(f"{recipe.path}: packages.specs: no spec file matches {pattern}")
+        specs += found
+    outdir = cache_dir() / "rpms" / f"{recipe.bundle.name}-{recipe.bundle.version}"
+    with progress.step(f"building {len(specs)} spec file(s) with rpmbuild"):
+        build_specs(specs, outdir, sde)
+    packages = dataclasses.replace(recipe.packages,
+                                   sources=(*recipe.packages.sources, outdir))
+    return dataclasses.replace(recipe, packages=packages)
+
+
 def _components() -> list[tuple[str, Any]]:
     # Imported here so that a missing optional component module names itself.
     from bundler.components import database, filesets, rpm_repo, secrets
@@ -76,6 +102,7 @@ def build(recipe: Recipe, out: Path, fmt: OutputFormat, *, force: bool = False,
     if not out.parent.is_dir():
         raise InputError(f"{out.parent}: the output's directory does not exist")
     sde = source_date_epoch(recipe)
+    recipe = build_spec_packages(recipe, sde, progress)
     staging_dir = out.with_name(f".{out.name}.staging-{os.getpid()}")
     workdir = Path(tempfile.mkdtemp(prefix="satchel-build-"))
     ctx = BuildContext(recipe=recipe, staging=Staging(staging_dir), progress=progress,

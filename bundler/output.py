@@ -19,6 +19,7 @@ import libarchive
 from libarchive import ffi
 from libarchive.entry import ArchiveEntry, FileType
 
+from bundler.archive import Sink
 from bundler.progress import Progress
 from installer.bundle import META_FILES, bundle_files
 from installer.errors import SatchelError
@@ -52,12 +53,10 @@ def _write_archive(staging: Path, out: Path, fmt: str, filter_name: str | None,
     # The manifest and SHA256SUMS first, so a reader of the stream meets them early.
     names.sort(key=lambda x: (x[0] not in META_FILES, x[0]))
     with open(out, "wb") as fh, progress.step(f"writing {title}", total=len(names)) as p:
-        def write_cb(data: bytes) -> int:
-            fh.write(data)
-            return len(data)
-
-        with libarchive.custom_writer(write_cb, fmt, filter_name=filter_name, options=options,
-                                      block_size=BLOCK) as archive:
+        sink = Sink(fh.write)
+        with sink.guard(), libarchive.custom_writer(
+                sink.write_cb, fmt, filter_name=filter_name, options=options,
+                block_size=BLOCK) as archive:
             wp = archive._pointer
             for rel, is_dir in names:
                 _add(wp, staging / rel, prefix + rel, is_dir, sde)
