@@ -1,0 +1,188 @@
+"""The installer's command line: `install ACTION [options]`.
+
+One top-level handler: a SatchelError prints `error: ...` and `hint: ...` and
+returns its exit code; anything else is a bug, with a traceback under --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pathlib
+import sys
+import traceback
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from installer import VERSION
+from installer.errors import EXIT_FAILED, EXIT_USAGE, SatchelError
+
+EXIT_CODES = """\
+exit codes:
+  0  done
+  1  failed and rolled back
+  2  usage error or bad input (arguments, answers, bundle)
+  3  refused by validation, nothing changed
+  4  locked: another run is in progress
+  5  rollback incomplete, manual action needed (the list is printed)
+
+environment:
+  SATCHEL_FAIL_AT=STAGE  make the run fail at the start of STAGE (to try rollback)
+"""
+
+
+def find_bundle(explicit: Optional[str]) -> Optional[pathlib.Path]:
+    """--bundle DIR, else the directory of the running zipapp if it holds a
+    manifest.json, else None."""
+    if explicit:
+        return pathlib.Path(os.path.abspath(explicit))
+    here = pathlib.Path(os.path.abspath(sys.argv[0] or ".")).parent
+    return here if (here / "manifest.json").is_file() else None
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default="/", metavar="DIR",
+                        help="install into DIR instead of / (default: /)")
+    parser.add_argument("--answers", action="append", default=[], metavar="FILE",
+                        help="answer file (otopi INI form); may be repeated, later wins")
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="KEY=VALUE", help="set an environment key (wins over answers)")
+    parser.add_argument("--unattended", action="store_true",
+                        help="ask nothing; a missing answer is an error naming the key")
+    parser.add_argument("--dialog", choices=("human", "machine"), default="human",
+                        help="human prompts, or JSON lines on stdout (answers on stdin)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="run up to validation, print the plan, change nothing")
+    parser.add_argument("--log", metavar="FILE",
+                        help="log file (default: ROOT/var/log/satchel/ACTION-TIME.log)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show debug output, the plugin sequence and tracebacks")
+    parser.add_argument("--plugin-dir", action="append", default=[], metavar="DIR",
+                        help="load extra plugins from DIR; may be repeated")
+    parser.add_argument("--generate-answer", metavar="FILE",
+                        help="write this run's answers to FILE (mode 0600)")
+    parser.add_argument("--generate-answer-secrets", action="store_true",
+                        help="include secret answers in --generate-answer")
+    parser.add_argument("--bundle", metavar="DIR",
+                        help="the bundle directory (default: the directory of this program)")
+
+
+Hooks = List[Callable[..., Any]]
+
+
+def _group_hooks(groups: Sequence[str]) -> Tuple[Hooks, Hooks]:
+    """add_arguments / settings_from_args defined by the action's group packages."""
+    adders, readers = [], []
+    for group in groups:
+        name = f"installer.plugins.{group}"
+        try:
+            package = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        if callable(getattr(package, "add_arguments", None)):
+            adders.append(package.add_arguments)
+        if callable(getattr(package, "settings_from_args", None)):
+            readers.append(package.settings_from_args)
+    return adders, readers
+
+
+def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, List[Callable[..., Any]]]]:
+    from installer.engine.actions import ACTIONS
+
+    parser = argparse.ArgumentParser(
+        prog="install", description="satchel installer: bring a bundle to life on this host",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"satchel {VERSION}")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    readers: Dict[str, List[Callable[..., Any]]] = {}
+    for action in ACTIONS.values():
+        p = sub.add_parser(action.name, help=action.help, description=action.help,
+                           epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        _common(p)
+        adders, group_readers = _group_hooks(action.groups)
+        if action.add_arguments:
+            adders.insert(0, action.add_arguments)
+        if action.settings_from_args:
+            group_readers.insert(0, action.settings_from_args)
+        for add in adders:
+            add(p)
+        readers[action.name] = group_readers
+    for name, text in (("verify", "check the bundle's checksums and signature"),
+                       ("inspect", "show what the bundle holds; changes nothing")):
+        p = sub.add_parser(name, help=text, description=text, epilog=EXIT_CODES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("path", nargs="?", metavar="BUNDLE",
+                       help="bundle directory (default: the one this program runs from)")
+        p.add_argument("--bundle", metavar="DIR", help=argparse.SUPPRESS)
+        p.add_argument("--debug", action="store_true", help="show tracebacks")
+        if name == "inspect":
+            p.add_argument("--json", action="store_true", help="print JSON")
+    return parser, readers
+
+
+def _bundle_action(args: argparse.Namespace) -> int:
+    path = find_bundle(args.path or args.bundle)
+    if path is None:
+        from installer.errors import InputError
+
+        raise InputError("no bundle found next to the installer", hint="give its directory")
+    from installer import bundle  # the lead's module; imported only here
+
+    if args.action == "verify":
+        result = bundle.verify_bundle(path)
+    else:
+        result = bundle.inspect_bundle(path, args.json)
+    return result if isinstance(result, int) else 0
+
+
+def _engine_action(args: argparse.Namespace, readers: List[Callable[..., Any]]) -> int:
+    from installer.engine import Runner
+
+    settings: List[str] = []
+    for read in readers:
+        settings.extend(f"{k}={v}" for k, v in (read(args) or {}).items())
+    settings.extend(args.settings)
+    runner = Runner(
+        args.action, root=args.root, plugin_dirs=args.plugin_dir, answers=args.answers,
+        settings=settings, unattended=args.unattended, dialog=args.dialog,
+        dry_run=args.dry_run, log_file=args.log, debug=args.debug,
+        bundle=find_bundle(args.bundle), generate_answer=args.generate_answer,
+        generate_answer_secrets=args.generate_answer_secrets)
+    return runner.run()
+
+
+def entry() -> None:
+    """For a zipapp built with `-m installer.cli:entry` (zipapp drops main()'s return)."""
+    sys.exit(main())
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    debug = "--debug" in (sys.argv[1:] if argv is None else list(argv))
+    try:
+        parser, readers = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version, usage errors (2)
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        if args.action in ("verify", "inspect"):
+            return _bundle_action(args)
+        return _engine_action(args, readers[args.action])
+    except SatchelError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"hint: {exc.hint}\n")
+        if debug:
+            traceback.print_exc()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return EXIT_FAILED
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"error: unexpected error: {type(exc).__name__}: {exc}\n"
+                         "hint: this is a bug; run with --debug for the traceback\n")
+        return EXIT_FAILED

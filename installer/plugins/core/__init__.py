@@ -1,0 +1,1 @@
+"""Core plugins, loaded for every action."""

@@ -1,0 +1,1 @@
+"""The demo group: a tiny action that exercises the engine (install demo)."""
