@@ -119,6 +119,7 @@ def build(recipe: Recipe, out: Path, fmt: OutputFormat, *, force: bool = False,
         sections = _build_components(ctx, components)
         from bundler.components import installer_zipapp
         sections["installer"] = installer_zipapp.build(ctx)
+        sections["services"] = {"enable": list(recipe.services.enable)}
         from bundler import manifest
         doc = manifest.write(ctx, sections, socket.gethostname())
         final = publish(staging_dir, out, fmt, label=recipe.bundle.label,

@@ -52,6 +52,7 @@ class Packages:
     base: tuple[str, ...] = ()  # names/capabilities the target distro provides
     everything: bool = False  # snapshot: all installed packages not in the base
     specs: tuple[Path, ...] = ()  # spec files to build with rpmbuild first (demo)
+    allow_unsigned: bool = False  # the import accepts unsigned RPMs only when this is set
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,11 @@ class Database:
 
 
 @dataclass(frozen=True)
+class Services:
+    enable: tuple[str, ...] = ()  # systemd units the import enables (and starts on a live /)
+
+
+@dataclass(frozen=True)
 class Recipe:
     path: Path
     bundle: Bundle
@@ -98,6 +104,7 @@ class Recipe:
     files: tuple[FileSet, ...]
     secrets: Optional[Secrets]
     database: Optional[Database]
+    services: Services = Services()
     # Pass-through sections, validated by the plugin that owns them.
     plugins: Mapping[str, Mapping[str, Any]] = field(
         default_factory=lambda: MappingProxyType({}))
@@ -246,6 +253,7 @@ def _packages(r: Optional[_Reader]) -> Packages:
         base=r.strings("base"),
         everything=bool(r.get("everything", bool, False)),
         specs=r.paths("specs"),
+        allow_unsigned=bool(r.get("allow_unsigned", bool, False)),
     )
     if (p.include or p.everything) and not p.sources and not p.specs:
         r.problem("sources", "packages are selected but no source directory is given")
@@ -317,6 +325,20 @@ def _database(r: Optional[_Reader]) -> Optional[Database]:
     return d
 
 
+UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+\.(service|socket|timer|path|target|mount)$")
+
+
+def _services(r: Optional[_Reader]) -> Services:
+    if r is None:
+        return Services()
+    units = r.strings("enable")
+    for u in units:
+        if not UNIT_RE.match(u):
+            r.problem("enable", f"{u!r} is not a systemd unit name such as \"app.service\"")
+    r.finish()
+    return Services(enable=units)
+
+
 def _plugin_section(r: _Reader, name: str) -> Mapping[str, Any]:
     validator = PLUGIN_SECTIONS[name]
     if validator is not None:
@@ -341,6 +363,7 @@ def parse(path: Path, text: str) -> Recipe:
         problems.append(f"files: the name {n!r} is used more than once")
     secrets = _secrets(top.sub("secrets"))
     database = _database(top.sub("database"))
+    services = _services(top.sub("services"))
     plugins = {}
     for name in PLUGIN_SECTIONS:
         sub = top.sub(name)
@@ -350,7 +373,8 @@ def parse(path: Path, text: str) -> Recipe:
     if problems:
         raise RecipeError(path, problems)
     return Recipe(path=path, bundle=bundle, packages=packages, files=files,
-                  secrets=secrets, database=database, plugins=MappingProxyType(plugins))
+                  secrets=secrets, database=database, services=services,
+                  plugins=MappingProxyType(plugins))
 
 
 def load(path: Path) -> Recipe:

@@ -1,0 +1,3 @@
+"""Shared fixtures: the throwaway PostgreSQL cluster (tests/pgcluster.py)."""
+
+pytest_plugins = ["tests.pgcluster"]
