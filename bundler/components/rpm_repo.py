@@ -21,7 +21,7 @@ import fnmatch
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -104,6 +104,11 @@ def read_rpm(ts: Any, path: Path) -> Optional[Rpm]:
     hdr = read_header(ts, path)
     if hdr[rpm.RPMTAG_SOURCEPACKAGE] or not hdr[rpm.RPMTAG_SOURCERPM]:
         return None
+    return rpm_from_header(hdr, path)
+
+
+def rpm_from_header(hdr: Any, path: Path) -> Rpm:
+    """The facts of a binary package header (from a file, or from an rpmdb)."""
     epoch = hdr[rpm.RPMTAG_EPOCH]
     return Rpm(
         path=path,
@@ -238,6 +243,28 @@ def build(ctx: BuildContext) -> Optional[dict[str, Any]]:
     # RPMs built from the recipe's specs are already among the sources: the
     # pipeline builds them first (bundler.build.build_spec_packages).
     paths = sorted({p for s in pkgs.sources for p in s.rglob("*.rpm") if p.is_file()})
+    return _build(ctx, _read_all(ctx, paths), pkgs.include)
+
+
+def build_from(ctx: BuildContext, rpm_paths: Sequence[Path],
+               base_rpms: Sequence[Rpm] = ()) -> Optional[dict[str, Any]]:
+    """repo/ from exactly these RPM files (a snapshot's pre-selected packages).
+
+    The same closure check runs: every requirement must be met by these RPMs, by
+    `base_rpms` (e.g. the source root's installed base packages, from its rpmdb)
+    or by the recipe's declared base.
+    """
+    if not rpm_paths:
+        return None
+    found = _read_all(ctx, sorted(set(rpm_paths)))
+    include = sorted({r.name for r in found})
+    base = ctx.recipe.packages.base
+    # Only packages the recipe declares as base may stand in for the base.
+    declared = [b for b in base_rpms if any(fnmatch.fnmatchcase(b.name, p) for p in base)]
+    return _build(ctx, [*found, *declared], include)
+
+
+def _read_all(ctx: BuildContext, paths: Sequence[Path]) -> list[Rpm]:
     ts = rpm.TransactionSet("/", rpm._RPMVSF_NOSIGNATURES)
     found: list[Rpm] = []
     with ctx.progress.step("reading package headers", total=len(paths)) as pr:
@@ -246,8 +273,13 @@ def build(ctx: BuildContext) -> Optional[dict[str, Any]]:
             if r is not None:
                 found.append(r)
             pr.advance(item=path.name)
+    return found
+
+
+def _build(ctx: BuildContext, found: list[Rpm], include: Iterable[str]) -> dict[str, Any]:
+    pkgs = ctx.recipe.packages
     with ctx.progress.step("resolving dependencies"):
-        closure = resolve(found, pkgs.include, pkgs.base, ctx.recipe.bundle.arch)
+        closure = resolve(found, include, pkgs.base, ctx.recipe.bundle.arch)
     entries = []
     with ctx.progress.step("copying packages", total=len(closure.packages)) as pr:
         for p in closure.packages:
@@ -269,6 +301,7 @@ def build(ctx: BuildContext) -> Optional[dict[str, Any]]:
             "unchecked": closure.unchecked.get(p.nevra, []),
         } for p, e in entries],
         "base": sorted(pkgs.base),
+        "allow_unsigned": bool(getattr(pkgs, "allow_unsigned", False)),
         "base_packages": [p.nevra for p in closure.base_packages],
         "createrepo_c": cr.VERSION,
     }
