@@ -1,0 +1,69 @@
+"""After the import: the installer stays on the target for later actions, the
+result is audited against the manifest, and a summary of what changed is shown."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Dict, List
+
+from installer import engine
+from installer.engine import Stages
+from installer.engine.fsutil import sha256_file
+from installer.restore import bundleinfo
+
+INSTALLER_PATH = "/usr/libexec/satchel/install"
+
+
+class Plugin(engine.PluginBase):
+    @engine.event(stage=Stages.MISC, name="import.installer", priority=engine.PRIO_LAST,
+                  after=("import.files",))
+    def _keep_installer(self) -> None:
+        data = (bundleinfo.bundle_dir(self.bundle) / "install").read_bytes()
+        target = self.resolve(INSTALLER_PATH)
+        if target.is_file() and sha256_file(target) == hashlib.sha256(data).hexdigest():
+            return
+        self.transaction.append(engine.FileWrite(INSTALLER_PATH, data, 0o755, "root", "root",
+                                                 step_id="installer"))
+
+    @engine.event(stage=Stages.CLOSEUP, name="import.audit")
+    def _audit(self) -> None:
+        problems: List[str] = []
+        for fs in self._sets():
+            for rel, rec in fs["index"].items():
+                if rec["type"] != "file":
+                    continue
+                host = self.root / rel
+                if not host.is_file():
+                    problems.append(f"/{rel}: missing after the import")
+                elif sha256_file(host) != rec["sha256"]:
+                    problems.append(f"/{rel}: differs from the bundle")
+        nevras = [p["nevra"] for p in bundleinfo.component(self.bundle, "repo")
+                  .get("packages", [])]
+        if nevras:
+            from installer.restore.packages import audit as rpm_audit
+            for line in rpm_audit(self.root, nevras):
+                self.log.info("rpm -V: %s", line)
+        for p in problems:
+            self.log.warning("audit: %s", p)
+        changes = self._changes()
+        summary = ", ".join(f"{n} {what}" for what, n in sorted(changes.items()) if n) \
+            or "nothing changed: the target already matched the bundle"
+        self.dialog.note(f"Import summary: {summary}" +
+                         (f"; audit found {len(problems)} problem(s), see the log"
+                          if problems else "; audit: everything matches the manifest"))
+
+    def _sets(self) -> List[Dict[str, Any]]:
+        sets = list(bundleinfo.component(self.bundle, "filesets").get("sets", []))
+        secrets = bundleinfo.component(self.bundle, "secrets")
+        return [*sets, secrets] if secrets else sets
+
+    def _changes(self) -> Dict[str, int]:
+        counts: Dict[str, int] = {}
+        for element in self.transaction.committed:
+            for rec in element.records():
+                kind = rec.get("kind", "")
+                what = {"file": f"files {rec.get('how', 'written')}", "dir": "directories created",
+                        "package": "packages installed", "database": "databases restored",
+                        "service": "services enabled"}.get(kind, kind)
+                counts[what] = counts.get(what, 0) + 1
+        return counts

@@ -1,0 +1,277 @@
+"""Restoring a file set onto the root, as one transaction element.
+
+prepare() streams the archive once: every member is checked (see tarstream) and
+each regular file whose content, mode or owner differs from the target is
+written to a staging area under <root>/var/lib/satchel/staging, with its sha256
+checked against the manifest's index as it is written. Nothing the target uses
+has changed yet, so a bad member or a corrupted archive stops the run here.
+
+commit() moves staged entries into place in path order (parents first); each
+replaced file is backed up under the state directory first. undo() puts every
+replaced file back byte for byte and removes what was created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from installer.engine import fsutil
+from installer.engine.transaction import TransactionElement
+from installer.errors import InputError
+from installer.restore.tarstream import Owners, check_member, open_stream, xattrs
+
+CHUNK = 1 << 20
+
+
+@dataclass
+class Change:
+    rel: str
+    kind: str  # dir | file | symlink
+    how: str  # create | replace | meta
+    staged: Optional[Path] = None
+    link: str = ""
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 0
+    sha256: str = ""
+    backup: Optional[Path] = None
+    old_meta: Optional[Tuple[int, int, int]] = None
+    applied: bool = False
+
+
+def _same_meta(st: os.stat_result, mode: int, uid: int, gid: int) -> bool:
+    return (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, uid, gid)
+
+
+def classify(root: Path, rel: str, rec: Dict[str, Any], uid: int, gid: int) -> str:
+    """create | replace | meta | identical, for one index record against the root."""
+    host = root / rel
+    try:
+        st = os.lstat(host)
+    except FileNotFoundError:
+        return "create"
+    mode = int(rec["mode"], 8)
+    kind = rec["type"]
+    if kind == "dir":
+        if not stat.S_ISDIR(st.st_mode):
+            return "replace"
+        return "identical" if _same_meta(st, mode, uid, gid) else "meta"
+    if kind == "symlink":
+        if stat.S_ISLNK(st.st_mode) and os.readlink(host) == rec.get("target"):
+            return "identical"
+        return "replace"
+    if not stat.S_ISREG(st.st_mode) or st.st_size != rec.get("size"):
+        return "replace"
+    if fsutil.sha256_file(host) != rec.get("sha256"):
+        return "replace"
+    return "identical" if _same_meta(st, mode, uid, gid) else "meta"
+
+
+class ExtractSet(TransactionElement):
+    """Restore one file set (`files/<name>.tar.zst`) described by its manifest entry."""
+
+    def __init__(self, bundle: Path, fileset: Dict[str, Any], archive_key: str = "archive",
+                 step_id: Optional[str] = None) -> None:
+        self.bundle = bundle
+        self.fileset = fileset
+        self.archive = bundle / fileset[archive_key]
+        self.index: Dict[str, Dict[str, Any]] = fileset["index"]
+        self.step_id = step_id
+        self.changes: List[Change] = []
+        self.parents: List[Change] = []  # missing parents above the set's paths
+        self.identical = 0
+        self.warnings: List[str] = []
+
+    def describe(self) -> str:
+        return f"restore file set {self.fileset.get('name', self.archive.name)}"
+
+    # -- prepare: stream, check, stage -------------------------------------
+
+    def prepare(self) -> None:
+        root = self.txn.root
+        owners = Owners(root)
+        self.staging = root / "var/lib/satchel/staging" / self.archive.name
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir(parents=True, mode=0o700)
+        refused: List[str] = []
+        seen = set()
+        with open_stream(self.archive) as tf:
+            for m in tf:
+                why = check_member(m)
+                if why:
+                    refused.append(f"{m.name}: {why}")
+                    continue
+                rec = self.index.get(m.name)
+                if rec is None:
+                    refused.append(f"{m.name}: not in the manifest's index")
+                    continue
+                seen.add(m.name)
+                self._stage(tf, m, rec, owners.uid(m), owners.gid(m))
+        missing = sorted(set(self.index) - seen)
+        refused += [f"{n}: in the manifest but not in the archive" for n in missing]
+        if refused:
+            raise InputError(f"{self.archive.name}: refusing to restore:\n  " +
+                             "\n  ".join(refused[:20]) +
+                             (f"\n  ... and {len(refused) - 20} more" if len(refused) > 20
+                              else ""))
+        self.warnings = owners.warnings
+        self.changes.sort(key=lambda c: c.rel)
+
+    def _stage(self, tf: tarfile.TarFile, m: tarfile.TarInfo, rec: Dict[str, Any],
+               uid: int, gid: int) -> None:
+        root = self.txn.root
+        self.txn.resolve("/" + m.name, follow_last=False)  # a parent must not lead out
+        how = classify(root, m.name, rec, uid, gid)
+        if how == "identical":
+            self.identical += 1
+            return
+        kind = "dir" if m.isdir() else "symlink" if m.issym() else "file"
+        change = Change(m.name, kind, how, mode=m.mode & 0o7777, uid=uid, gid=gid,
+                        mtime=int(m.mtime), link=m.linkname if m.issym() else "")
+        if kind == "file" and how != "meta":
+            change.staged = self.staging / f"{len(self.changes)}"
+            change.sha256 = self._write_staged(tf, m, change.staged, rec)
+            os.chown(change.staged, uid, gid)
+            os.chmod(change.staged, change.mode)
+            for name, value in xattrs(m).items():
+                with contextlib.suppress(OSError):
+                    os.setxattr(change.staged, name, value, follow_symlinks=False)
+            os.utime(change.staged, (change.mtime, change.mtime))
+        self.changes.append(change)
+
+    def _write_staged(self, tf: tarfile.TarFile, m: tarfile.TarInfo, dest: Path,
+                      rec: Dict[str, Any]) -> str:
+        src = tf.extractfile(m)
+        assert src is not None
+        h = hashlib.sha256()
+        with open(dest, "wb") as out:
+            while True:
+                chunk = src.read(CHUNK)
+                if not chunk:
+                    break
+                h.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        digest = h.hexdigest()
+        if digest != rec.get("sha256"):
+            raise InputError(f"{self.archive.name}: {m.name} does not match the manifest "
+                             "(the bundle is corrupted)", hint="run `install verify`")
+        return digest
+
+    # -- commit / undo ------------------------------------------------------
+
+    def commit(self) -> None:
+        root = self.txn.root
+        for c in self.changes:
+            self._apply(root, root / c.rel, c)
+            c.applied = True
+        for c in reversed(self.changes):  # directory mtimes last, deepest first
+            if c.kind == "dir":
+                os.utime(root / c.rel, (c.mtime, c.mtime))
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _apply(self, root: Path, host: Path, c: Change) -> None:
+        if not host.parent.is_dir():  # a missing parent outside the set's paths
+            self._make_parents(root, host.parent)
+        if c.how == "meta":
+            st = os.lstat(host)
+            c.old_meta = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+            os.chown(host, c.uid, c.gid, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(host, c.mode)
+            return
+        if c.how == "replace":
+            c.backup = self.txn.backup_path("/" + c.rel)
+            c.backup.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if os.path.isdir(host) and not os.path.islink(host):
+                raise InputError(f"/{c.rel}: is a directory on the target, a {c.kind} "
+                                 "in the bundle; not replacing it")
+            if os.path.islink(host):
+                os.symlink(os.readlink(host), c.backup)
+            else:
+                fsutil.backup_copy(host, c.backup)
+        if c.kind == "dir":
+            os.mkdir(host, 0o700)
+            os.chown(host, c.uid, c.gid)
+            os.chmod(host, c.mode)
+        elif c.kind == "symlink":
+            tmp = host.with_name(f".satchel-{os.getpid()}-{host.name}")
+            os.symlink(c.link, tmp)
+            os.chown(tmp, c.uid, c.gid, follow_symlinks=False)
+            os.replace(tmp, host)
+        else:
+            assert c.staged is not None
+            self._move_in(c.staged, host)
+        fsutil.fsync_dir(host.parent)
+        fsutil.restorecon(host, root)
+
+    def _make_parents(self, root: Path, path: Path) -> None:
+        missing = []
+        while not path.exists():
+            missing.append(path)
+            path = path.parent
+        for d in reversed(missing):
+            os.mkdir(d, 0o755)
+            self.parents.append(Change(str(d.relative_to(root)), "dir", "create",
+                                       mode=0o755, applied=True))
+
+    @staticmethod
+    def _move_in(staged: Path, host: Path) -> None:
+        try:
+            os.replace(staged, host)
+        except OSError:  # staging on another file system: copy beside, then rename
+            tmp = host.with_name(f".satchel-{os.getpid()}-{host.name}")
+            shutil.copy2(staged, tmp)
+            st = os.stat(staged)
+            os.chown(tmp, st.st_uid, st.st_gid)
+            os.replace(tmp, host)
+
+    def abort(self) -> None:
+        self.undo()
+        shutil.rmtree(getattr(self, "staging", Path("/nonexistent")), ignore_errors=True)
+
+    def undo(self) -> None:
+        root = self.txn.root
+        for c in sorted((c for c in self.changes + self.parents if c.applied),
+                        key=lambda c: c.rel, reverse=True):
+            host = root / c.rel
+            if c.how == "meta" and c.old_meta is not None:
+                mode, uid, gid = c.old_meta
+                os.chown(host, uid, gid, follow_symlinks=False)
+                if not os.path.islink(host):
+                    os.chmod(host, mode)
+            elif c.backup is not None:
+                if os.path.islink(c.backup):
+                    tmp = host.with_name(f".satchel-{os.getpid()}-{host.name}")
+                    os.symlink(os.readlink(c.backup), tmp)
+                    os.replace(tmp, host)
+                else:
+                    fsutil.restore_copy(c.backup, host)
+            elif c.kind == "dir":
+                with contextlib.suppress(FileNotFoundError):
+                    os.rmdir(host)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(host)
+            c.applied = False
+
+    def records(self) -> List[Dict[str, Any]]:
+        out = []
+        for c in self.parents + self.changes:
+            if c.kind == "dir" and c.how == "create":
+                out.append({"kind": "dir", "path": "/" + c.rel})
+            elif c.kind == "file" and c.how != "meta":
+                out.append({"kind": "file", "path": "/" + c.rel,
+                            "how": "replaced" if c.how == "replace" else "created",
+                            "sha256": c.sha256})
+        return out
