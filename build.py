@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from installer.errors import EXIT_FAILED, EXIT_OK, SatchelError
 
@@ -36,6 +36,16 @@ def _parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("recipe", type=Path, help="a recipe, e.g. recipes/demo.toml")
     _output_args(b)
+
+    s = sub.add_parser("snapshot", help="capture a live node (or a prepared root) into a "
+                                        "bundle: its RPMs, changed configs, database, keys",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("recipe", type=Path, help="a recipe naming packages, trees, database")
+    s.add_argument("--source-root", type=Path, default=Path("/"),
+                   help="the node's root directory (default: /)")
+    s.add_argument("--allow-missing", action="store_true",
+                   help="record RPMs that cannot be found as warnings instead of failing")
+    _output_args(s)
 
     d = sub.add_parser("demo", help="build the demo bundle (RPMs, a throwaway PostgreSQL, "
                                     "a cert) and show what is in it")
@@ -72,6 +82,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     r = recipes.load(args.recipe)
     result = build(r, args.out, OutputFormat(args.format), force=args.force,
                    progress=Progress(json_lines=args.json))
+    return _report(args, result)
+
+
+def _report(args: argparse.Namespace, result: Any) -> int:
     files = result.manifest["files"]
     if args.json:
         json.dump({"bundle": str(result.path), "format": result.format.value,
@@ -82,6 +96,19 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"bundle written to {result.path} ({len(files)} files, "
               f"{result.seconds:.1f}s)")
     return EXIT_OK
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from bundler import recipe as recipes
+    from bundler.output import OutputFormat
+    from bundler.progress import Progress
+    from bundler.snapshot import snapshot
+
+    r = recipes.load(args.recipe)
+    result = snapshot(r, args.source_root, args.out, OutputFormat(args.format),
+                      force=args.force, allow_missing=args.allow_missing,
+                      progress=Progress(json_lines=args.json))
+    return _report(args, result)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -119,7 +146,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-COMMANDS = {"build": cmd_build, "demo": cmd_demo, "inspect": cmd_inspect,
+COMMANDS = {"build": cmd_build, "snapshot": cmd_snapshot, "demo": cmd_demo, "inspect": cmd_inspect,
             "verify": cmd_verify}
 
 

@@ -47,8 +47,10 @@ class Walk:
     skipped: list[str]  # sockets and fifos, which cannot be carried
 
 
-def walk(root: Path, paths: Sequence[str], exclude: Sequence[str]) -> Walk:
-    """List the members of a file set in sorted order, checking each is readable."""
+def walk(root: Path, paths: Sequence[str], exclude: Sequence[str],
+         skip: frozenset[str] = frozenset()) -> Walk:
+    """List the members of a file set in sorted order, checking each is readable.
+    `skip` holds exact paths to leave out (their directories are still walked)."""
     result = Walk([], [], [])
     seen: set[str] = set()
 
@@ -76,7 +78,8 @@ def walk(root: Path, paths: Sequence[str], exclude: Sequence[str]) -> Walk:
         if stat.S_ISREG(st.st_mode) and not os.access(src, os.R_OK):
             result.problems.append(f"{src}: not readable")
             return
-        result.members.append(Member(rel, src))
+        if rel not in skip or stat.S_ISDIR(st.st_mode):
+            result.members.append(Member(rel, src))
         if stat.S_ISDIR(st.st_mode):
             try:
                 names = sorted(os.listdir(src))

@@ -84,16 +84,17 @@ def build_spec_packages(recipe: Recipe, sde: int, progress: Progress) -> Recipe:
     return dataclasses.replace(recipe, packages=packages)
 
 
-def _components() -> list[tuple[str, Any]]:
-    # Imported here so that a missing optional component module names itself.
+def _components(repo: Any = None) -> list[tuple[str, Any]]:
+    """The components in build order; `repo` replaces rpm_repo (snapshot)."""
     from bundler.components import database, filesets, rpm_repo, secrets
-    return [("repo", rpm_repo), ("database", database), ("filesets", filesets),
+    return [("repo", repo or rpm_repo), ("database", database), ("filesets", filesets),
             ("secrets", secrets)]
 
 
 def build(recipe: Recipe, out: Path, fmt: OutputFormat, *, force: bool = False,
           progress: Optional[Progress] = None, source_root: Path = Path("/"),
-          prepare: Optional[Callable[[BuildContext], None]] = None) -> Result:
+          prepare: Optional[Callable[[BuildContext], None]] = None,
+          repo_component: Any = None) -> Result:
     started = time.monotonic()
     progress = progress or Progress()
     out = output_path(out.absolute(), fmt)
@@ -107,7 +108,7 @@ def build(recipe: Recipe, out: Path, fmt: OutputFormat, *, force: bool = False,
     workdir = Path(tempfile.mkdtemp(prefix="satchel-build-"))
     ctx = BuildContext(recipe=recipe, staging=Staging(staging_dir), progress=progress,
                        source_date_epoch=sde, workdir=workdir, source_root=source_root)
-    components = _components()
+    components = _components(repo_component)
     try:
         if prepare is not None:
             prepare(ctx)

@@ -70,6 +70,7 @@ class FileSet:
     paths: tuple[str, ...]  # relative to root; the same paths on the target
     exclude: tuple[str, ...] = ()
     overrides: tuple[Override, ...] = ()
+    skip: frozenset[str] = frozenset()  # exact paths left out (snapshot: packaged files)
 
 
 @dataclass(frozen=True)

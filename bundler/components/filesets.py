@@ -21,7 +21,8 @@ def _root(ctx: BuildContext, fs_root: Optional[Path]) -> Path:
 
 
 def _walks(ctx: BuildContext) -> list[tuple[FileSet, Walk]]:
-    return [(fs, walk(_root(ctx, fs.root), fs.paths, fs.exclude)) for fs in ctx.recipe.files]
+    return [(fs, walk(_root(ctx, fs.root), fs.paths, fs.exclude, fs.skip))
+            for fs in ctx.recipe.files]
 
 
 def check(ctx: BuildContext) -> None:
