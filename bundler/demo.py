@@ -49,6 +49,7 @@ def make_pki(root: Path) -> Path:
 
 def run_demo(out: Path, fmt: str, progress: Progress) -> Path:
     recipe = recipes.load(RECIPE)
+    out.absolute().parent.mkdir(parents=True, exist_ok=True)
     assert recipe.secrets is not None and recipe.database is not None
     pki_root = make_pki(cache_dir() / "demo" / "pki")
     # A short path under /tmp: a unix socket path must stay under 107 bytes.
