@@ -118,10 +118,15 @@ class Recipe:
 # Validators for pass-through sections: name -> function(table) -> problems.
 # Each installer plugin group that reads a recipe section registers one here.
 SectionValidator = Callable[[Mapping[str, Any]], list[str]]
+def _vmcatcher_section(table: Mapping[str, Any]) -> list[str]:
+    from installer.plugins.vmcatcher import validate_recipe_section
+    return validate_recipe_section(dict(table))
+
+
 PLUGIN_SECTIONS: dict[str, Optional[SectionValidator]] = {
-    "setup": None,
+    "setup": None,  # no setup plugins yet (issue 9): the section is kept as it is
     "hooks": None,
-    "vmcatcher": None,
+    "vmcatcher": _vmcatcher_section,
 }
 
 
@@ -343,8 +348,7 @@ def _services(r: Optional[_Reader]) -> Services:
 def _plugin_section(r: _Reader, name: str) -> Mapping[str, Any]:
     validator = PLUGIN_SECTIONS[name]
     if validator is not None:
-        for p in validator(r.table):
-            r.problem("", p) if not p else r.problems.append(f"{r.where}.{p}")
+        r.problems.extend(f"{r.where}.{p}" for p in validator(r.table))
     return MappingProxyType(dict(r.table))
 
 

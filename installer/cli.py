@@ -88,6 +88,32 @@ def _group_hooks(groups: Sequence[str]) -> Tuple[Hooks, Hooks]:
     return adders, readers
 
 
+def _engine_options(p: argparse.ArgumentParser, action: Any) -> List[Callable[..., Any]]:
+    """The options of an engine run of `action` on `p`; returns its settings readers."""
+    _common(p)
+    adders, group_readers = _group_hooks(action.groups)
+    if action.add_arguments:
+        adders.insert(0, action.add_arguments)
+    if action.settings_from_args:
+        group_readers.insert(0, action.settings_from_args)
+    for add in adders:
+        add(p)
+    return group_readers
+
+
+def _verb_entry(argv: Sequence[str]) -> Optional[Callable[..., int]]:
+    """The entry function of `ACTION VERB` when that verb runs without the engine."""
+    from installer.engine.actions import ACTIONS
+
+    action = ACTIONS.get(argv[0]) if argv else None
+    for verb in action.verbs if action and len(argv) > 1 else ():
+        if verb.name == argv[1] and verb.entry:
+            module, _, func = verb.entry.partition(":")
+            entry: Callable[..., int] = getattr(importlib.import_module(module), func)
+            return entry
+    return None
+
+
 def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, List[Callable[..., Any]]]]:
     from installer.engine.actions import ACTIONS
 
@@ -101,15 +127,19 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, List[Callable[...
     for action in ACTIONS.values():
         p = sub.add_parser(action.name, help=action.help, description=action.help,
                            epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-        _common(p)
-        adders, group_readers = _group_hooks(action.groups)
-        if action.add_arguments:
-            adders.insert(0, action.add_arguments)
-        if action.settings_from_args:
-            group_readers.insert(0, action.settings_from_args)
-        for add in adders:
-            add(p)
-        readers[action.name] = group_readers
+        if not action.verbs:
+            readers[action.name] = _engine_options(p, action)
+            continue
+        verbs = p.add_subparsers(dest="verb", metavar="VERB")
+        verbs.required = True
+        for verb in action.verbs:
+            if verb.entry:  # main() hands its arguments to the entry before parsing
+                verbs.add_parser(verb.name, help=verb.help, add_help=False)
+                continue
+            vp = verbs.add_parser(verb.name, help=verb.help, description=verb.help,
+                                  epilog=EXIT_CODES,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+            readers[action.name] = _engine_options(vp, action)
     for name, text in (("verify", "check the bundle's checksums and signature"),
                        ("inspect", "show what the bundle holds; changes nothing")):
         p = sub.add_parser(name, help=text, description=text, epilog=EXIT_CODES,
@@ -160,8 +190,12 @@ def entry() -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    debug = "--debug" in (sys.argv[1:] if argv is None else list(argv))
+    words = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in words
     try:
+        entry = _verb_entry(words)
+        if entry is not None:  # e.g. `vmcatcher handle`: its own options, lock and log
+            return entry(words[2:])
         parser, readers = build_parser()
         try:
             args = parser.parse_args(argv)

@@ -16,12 +16,24 @@ SettingsFromArgs = Callable[[argparse.Namespace], Dict[str, str]]
 
 
 @dataclass(frozen=True)
+class Verb:
+    """A sub-verb after the action name (`install vmcatcher handle`). `entry`
+    ("module:function") is called with the arguments after the verb instead of an
+    engine run and returns the exit code; None runs the engine for the action."""
+
+    name: str
+    help: str
+    entry: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class Action:
     name: str
     groups: Tuple[str, ...]
     help: str
     add_arguments: Optional[AddArguments] = None
     settings_from_args: Optional[SettingsFromArgs] = None
+    verbs: Tuple[Verb, ...] = ()  # when given, one of them must follow the action
 
 
 ACTIONS: Dict[str, Action] = {a.name: a for a in (
@@ -31,7 +43,12 @@ ACTIONS: Dict[str, Action] = {a.name: a for a in (
     Action("cleanup", ("core", "cleanup"), "undo setup so that setup can run again"),
     Action("hooks", ("core", "hooks"), "install vdsm hooks onto a virtualization host"),
     Action("vmcatcher", ("core", "vmcatcher"),
-           "register the OpenNebula vmcatcher event handler"),
+           "register the OpenNebula vmcatcher event handler, or handle one event",
+           verbs=(Verb("register", "write the handler's config and credentials and wire "
+                                   "it into vmcatcher's environment file"),
+                  Verb("handle", "handle one vmcatcher event (run by vmcatcher; no engine, "
+                                 "never prompts; options: --root, --config, --debug)",
+                       entry="installer.vmcatcher.__main__:main"))),
     Action("demo", ("core", "demo"), "write a demo file (exercises the engine)"),
 )}
 

@@ -88,3 +88,12 @@ def test_shipped_recipes_load() -> None:
     for path in sorted((REPO / "recipes").glob("*.toml")):
         r = recipes.load(path)
         assert r.bundle.name
+
+
+def test_plugin_sections_are_validated_by_their_plugin(tmp_path: Path) -> None:
+    text = GOOD + '\n[vmcatcher]\nendpoint = "ftp://x"\npassword = "s3cret"\n'
+    with pytest.raises(recipes.RecipeError) as e:
+        recipes.parse(tmp_path / "r.toml", text)
+    problems = "\n".join(e.value.problems)
+    assert "vmcatcher.endpoint:" in problems
+    assert "vmcatcher.password:" in problems and "s3cret" not in problems
