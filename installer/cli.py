@@ -101,6 +101,54 @@ def _engine_options(p: argparse.ArgumentParser, action: Any) -> List[Callable[..
     return group_readers
 
 
+def keys_help(groups: Sequence[str]) -> str:
+    """The answer keys of an action's plugins, for its --help."""
+    from installer.engine.loader import group_plugins
+
+    lines: List[str] = []
+    seen = set()
+    for group in groups:
+        try:
+            classes = [cls for cls, _ in group_plugins(group)]
+        except Exception:  # --help must work even when a plugin does not load
+            continue
+        for cls in classes:
+            for key in cls.KEYS:
+                if key.name in seen:
+                    continue
+                seen.add(key.name)
+                kind = key.type if isinstance(key.type, str) else getattr(
+                    key.type, "__name__", str(key.type))
+                kind = "path" if "Path" in kind else kind
+                extra = [kind]
+                if key.choices:
+                    extra.append("one of " + ", ".join(str(c) for c in key.choices))
+                if key.default is not None:
+                    extra.append(f"default {key.default}")
+                if key.required:
+                    extra.append("required")
+                if key.secret:
+                    extra.append("secret")
+                lines.append(f"  {key.name} ({'; '.join(extra)})")
+                if key.doc:
+                    lines.append(f"      {key.doc}")
+    if not lines:
+        return ""
+    return ("answer keys (--set KEY=VALUE, or KEY=type:value in an answer file):\n"
+            + "\n".join(sorted_blocks(lines)) + "\n\n")
+
+
+def sorted_blocks(lines: List[str]) -> List[str]:
+    """Sort key lines by name, each with its doc line."""
+    blocks: List[List[str]] = []
+    for line in lines:
+        if line.startswith("      ") and blocks:
+            blocks[-1].append(line)
+        else:
+            blocks.append([line])
+    return [ln for block in sorted(blocks) for ln in block]
+
+
 def _verb_entry(argv: Sequence[str]) -> Optional[Callable[..., int]]:
     """The entry function of `ACTION VERB` when that verb runs without the engine."""
     from installer.engine.actions import ACTIONS
@@ -114,7 +162,10 @@ def _verb_entry(argv: Sequence[str]) -> Optional[Callable[..., int]]:
     return None
 
 
-def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, List[Callable[..., Any]]]]:
+def build_parser(words: Sequence[str] = ()
+                 ) -> Tuple[argparse.ArgumentParser, Dict[str, List[Callable[..., Any]]]]:
+    """The parser; `words` (the command line) tells which action's help to fill
+    with its answer keys (loading every plugin only for the help asked for)."""
     from installer.engine.actions import ACTIONS
 
     parser = argparse.ArgumentParser(
@@ -125,8 +176,11 @@ def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, List[Callable[...
     sub.required = True
     readers: Dict[str, List[Callable[..., Any]]] = {}
     for action in ACTIONS.values():
+        wants_help = bool(words) and words[0] == action.name and (
+            "-h" in words or "--help" in words)
+        epilog = (keys_help(action.groups) if wants_help else "") + EXIT_CODES
         p = sub.add_parser(action.name, help=action.help, description=action.help,
-                           epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
         if not action.verbs:
             readers[action.name] = _engine_options(p, action)
             continue
@@ -196,7 +250,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         entry = _verb_entry(words)
         if entry is not None:  # e.g. `vmcatcher handle`: its own options, lock and log
             return entry(words[2:])
-        parser, readers = build_parser()
+        parser, readers = build_parser(words)
         try:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help, --version, usage errors (2)

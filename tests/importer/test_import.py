@@ -232,3 +232,18 @@ def test_a_missing_base_requirement_is_named_before_any_change(bundle: Path,
     assert r.returncode == 3, r.stdout + r.stderr
     assert "demo-base-release" in r.stderr or "demo-base-sh" in r.stderr
     assert not (bare / "etc/demo").exists()
+
+
+def test_help_documents_the_answer_keys_and_exit_codes() -> None:
+    import contextlib
+    import io
+
+    from installer import cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["import", "--help"]) == 0
+    text = out.getvalue()
+    for key in ("IMPORT/replaceDb", "IMPORT/secretsPassphraseFile", "CORE/confirm"):
+        assert key in text
+    assert "3  refused by validation" in text
