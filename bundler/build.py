@@ -86,9 +86,9 @@ def build_spec_packages(recipe: Recipe, sde: int, progress: Progress) -> Recipe:
 
 def _components(repo: Any = None) -> list[tuple[str, Any]]:
     """The components in build order; `repo` replaces rpm_repo (snapshot)."""
-    from bundler.components import database, filesets, rpm_repo, secrets
-    return [("repo", repo or rpm_repo), ("database", database), ("filesets", filesets),
-            ("secrets", secrets)]
+    from bundler.components import database, filesets, hooks, rpm_repo, secrets
+    return [("repo", repo or rpm_repo), ("hooks", hooks), ("database", database),
+            ("filesets", filesets), ("secrets", secrets)]
 
 
 def build(recipe: Recipe, out: Path, fmt: OutputFormat, *, force: bool = False,
@@ -158,7 +158,10 @@ def _build_components(ctx: BuildContext, components: list[tuple[str, Any]]) -> d
             threads.append(t)
         else:
             try:
-                sections[name] = module.build(ctx)
+                if name == "hooks":  # checks its packages.d lists against the repo
+                    sections[name] = module.build(ctx, repo=sections.get("repo"))
+                else:
+                    sections[name] = module.build(ctx)
             except BaseException:
                 for t in threads:
                     t.join()

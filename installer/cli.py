@@ -244,6 +244,8 @@ def entry() -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    # Never leave __pycache__ in a bundle, a target's plugin copies or /usr/libexec.
+    sys.dont_write_bytecode = True
     words = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in words
     try:
