@@ -7,8 +7,8 @@ directory (hashed while written, never held in memory):
 
 - `db/<name>.dump`: `pg_dump -Fc` streamed from its stdout. pg_dump reads the
   snapshot that our REPEATABLE READ transaction exported, and in that same
-  transaction `pgfacts.table_facts` counts and checksums every table while the dump
-  runs, so the recorded facts describe exactly what the dump holds.
+  transaction `installer.restore.pgfacts.table_facts` counts and checksums every
+  table while the dump runs, so the recorded facts describe exactly what the dump holds.
 - `db/globals.sql` (mode 0600: it holds the roles' SCRAM password hashes, which a
   restore needs): `pg_dumpall --roles-only` without the bootstrap superuser, whose
   password belongs to the target's own cluster.
@@ -30,7 +30,7 @@ stops it. The section (see pgfacts for the checksum methods):
                "excluded": ["postgres"]} | null,
      "databases": [{"name": "demo", "path": "db/demo.dump", "format": "custom",
                     "size": .., "sha256": .., "server_version": .., "server_major": 15,
-                    "encoding": "UTF8", "collation": "C", "ctype": "C",
+                    "encoding": "UTF8", "collation": "C", "ctype": "C", "owner": "app",
                     "pg_dump_major": 15, "checksum_method": .., "checksum_probe": ..,
                     "tables": {"app.hosts": {"rows": 3, "checksum": "<32 hex>"}}}]}
 """
@@ -59,11 +59,11 @@ from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 
 from bundler.components import BuildContext
 from bundler.pgcluster import pg_bindirs
-from bundler.pgfacts import choose_method, database_facts, method_probe, table_facts
 from bundler.recipe import Database
 from bundler.run import run
 from bundler.staging import CHUNK, Entry, HashingWriter, Staging
 from installer.errors import InputError, SatchelError, ToolError
+from installer.restore.pgfacts import choose_method, database_facts, method_probe, table_facts
 
 log = logging.getLogger("satchel")
 

@@ -17,11 +17,11 @@ import pytest
 
 from bundler.components import BuildContext, database
 from bundler.pgcluster import Cluster, alive, pgpass_escape
-from bundler.pgfacts import HASHTEXT, MD5, table_facts
 from bundler.progress import Progress
 from bundler.recipe import Bundle, Database, Packages, Recipe
 from bundler.staging import Staging
 from installer.errors import InputError, SatchelError, ToolError
+from installer.restore.pgfacts import HASHTEXT, MD5, table_facts
 
 pytestmark = pytest.mark.postgres
 

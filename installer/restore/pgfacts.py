@@ -28,8 +28,9 @@ Tables are `relkind = 'r'` outside the system schemas, not members of an extensi
 named schema-qualified and quoted as SQL would (`public.items`, `app."Order"`),
 counted with ONLY so inheritance children and partitions count for themselves.
 
-This module needs only a DB-API connection (psycopg2) and Python 3.9, so the
-installer can carry a copy of it for the import's audit.
+This module needs only a DB-API connection (psycopg2, passed in) and Python 3.9:
+the builder uses it for the dump and the installer, on the target, for the
+restore's check and the import's audit (one module, no copies).
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ PROBE_SQL = {
 DATABASE_SQL = """
 SELECT current_setting('server_version'),
        current_setting('server_version_num')::int,
-       pg_catalog.pg_encoding_to_char(d.encoding), d.datcollate, d.datctype
+       pg_catalog.pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
+       pg_catalog.pg_get_userbyid(d.datdba)
 FROM pg_catalog.pg_database d WHERE d.datname = current_database()
 """
 
@@ -135,10 +137,11 @@ def table_facts(conn: Any, method: Optional[str] = None) -> Dict[str, Dict[str, 
 
 
 def database_facts(conn: Any) -> Dict[str, Any]:
-    """Server version (full and major), encoding, collation and ctype of the database."""
+    """Server version (full and major), encoding, collation, ctype and owner of the
+    database."""
     with conn.cursor() as cur:
         cur.execute(DATABASE_SQL)
-        version, num, encoding, collate, ctype = cur.fetchone()
+        version, num, encoding, collate, ctype, owner = cur.fetchone()
     major = num // 10000  # 150020 -> 15 (a 9.x server gives 9)
     return {"server_version": version, "server_major": major,
-            "encoding": encoding, "collation": collate, "ctype": ctype}
+            "encoding": encoding, "collation": collate, "ctype": ctype, "owner": owner}
