@@ -1,0 +1,48 @@
+"""The benchmark harness at a tiny scale, one run: so that it cannot rot.
+
+The real measurement is `python -m tests.bench.run` (see the README); this only
+checks that every job ran on both sides and produced sensible figures.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.bench import jobs, run
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+NEEDED = ("rpmbuild", "createrepo_c", "zstd", "tar", "sha256sum")
+
+
+def test_harness_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = [t for t in NEEDED if shutil.which(t) is None]
+    if not Path("/usr/bin/time").is_file():
+        missing.append("/usr/bin/time")
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)}")
+    out = tmp_path / "bench.json"
+    assert run.main(["--scales", "0.1", "--runs", "1", "--out", str(out)]) == 0
+
+    doc = json.loads(out.read_text())
+    assert doc["machine"]["cores"] >= 1
+    assert all(v for v in doc["machine"]["versions"].values())
+    (scale,) = doc["scales"]
+    names = [make.__name__.removesuffix("_job").replace("_", "-") for make in jobs.JOBS]
+    assert sorted(scale["jobs"]) == sorted(names)
+    for name, job in scale["jobs"].items():
+        for side in ("satchel", "baseline"):
+            figures = job[side]
+            for figure in ("wall", "cpu", "rss_max", "rss_tree"):
+                assert figures[figure] > 0, (name, side, figure)
+            assert len(figures["runs"]) == 1
+        assert job["ratio"]["wall"] > 0
+    build = scale["jobs"]["build"]
+    assert build["satchel"]["written"] > 0 and build["baseline"]["written"] > 0
+    assert scale["bundle"]["ratio"] > 0
+    assert {t["target"].split()[0] for t in doc["targets"]} >= {"build", "verify", "bundle"}
+    assert "build" in capsys.readouterr().out  # the table
