@@ -151,12 +151,14 @@ def _build_components(ctx: BuildContext, components: list[tuple[str, Any]]) -> d
             errors.append(e)
 
     threads = []
+    # The dump starts first: it runs on the server and in pg_dump, beside our work.
     for name, module in components:
         if name == "database" and ctx.recipe.database is not None:
             t = threading.Thread(target=in_thread, args=(name, module), name="pg_dump")
             t.start()
             threads.append(t)
-        else:
+    for name, module in components:
+        if name != "database":
             try:
                 if name == "hooks":  # checks its packages.d lists against the repo
                     sections[name] = module.build(ctx, repo=sections.get("repo"))
@@ -166,6 +168,8 @@ def _build_components(ctx: BuildContext, components: list[tuple[str, Any]]) -> d
                 for t in threads:
                     t.join()
                 raise
+        elif ctx.recipe.database is None:
+            sections[name] = None
     for t in threads:
         t.join()
     if errors:

@@ -194,17 +194,42 @@ def build_parser(words: Sequence[str] = ()
                                   epilog=EXIT_CODES,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
             readers[action.name] = _engine_options(vp, action)
-    for name, text in (("verify", "check the bundle's checksums and signature"),
-                       ("inspect", "show what the bundle holds; changes nothing")):
-        p = sub.add_parser(name, help=text, description=text, epilog=EXIT_CODES,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("path", nargs="?", metavar="BUNDLE",
-                       help="bundle directory (default: the one this program runs from)")
-        p.add_argument("--bundle", metavar="DIR", help=argparse.SUPPRESS)
-        p.add_argument("--debug", action="store_true", help="show tracebacks")
-        if name == "inspect":
-            p.add_argument("--json", action="store_true", help="print JSON")
+    for name in BUNDLE_ACTIONS:
+        _bundle_options(sub.add_parser(name, help=BUNDLE_ACTIONS[name],
+                                       description=BUNDLE_ACTIONS[name], epilog=EXIT_CODES,
+                                       formatter_class=argparse.RawDescriptionHelpFormatter),
+                        name)
     return parser, readers
+
+
+BUNDLE_ACTIONS = {"verify": "check every checksum of the bundle (SHA256SUMS, via the manifest)",
+                  "inspect": "show what the bundle holds; changes nothing"}
+
+
+def _bundle_options(p: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    p.add_argument("path", nargs="?", metavar="BUNDLE",
+                   help="bundle directory (default: the one this program runs from)")
+    p.add_argument("--bundle", metavar="DIR", help=argparse.SUPPRESS)
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    if name == "inspect":
+        p.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def _bundle_main(words: Sequence[str]) -> int:
+    """verify and inspect without loading the engine or any plugin (fast start)."""
+    name = words[0]
+    p = _bundle_options(argparse.ArgumentParser(
+        prog=f"install {name}", description=BUNDLE_ACTIONS[name], epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter), name)
+    try:
+        args = p.parse_args(words[1:])
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args.action = name
+    if not hasattr(args, "json"):
+        args.json = False
+    return _bundle_action(args)
 
 
 def _bundle_action(args: argparse.Namespace) -> int:
@@ -249,6 +274,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in words
     try:
+        if words and words[0] in BUNDLE_ACTIONS:
+            return _bundle_main(words)
         entry = _verb_entry(words)
         if entry is not None:  # e.g. `vmcatcher handle`: its own options, lock and log
             return entry(words[2:])
