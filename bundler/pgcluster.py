@@ -24,7 +24,6 @@ import functools
 import logging
 import os
 import pwd
-import re
 import secrets
 import signal
 import socket
@@ -46,32 +45,13 @@ SERVER_USER = "postgres"  # the OS user that owns the cluster when we are root
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; keep room for ".s.PGSQL.NNNNN"
 
 
-def _tool_major(binary: Path) -> Optional[int]:
-    """The major version of a PostgreSQL tool, from `tool --version`."""
-    proc = run([binary, "--version"], capture=True, check=False)
-    m = re.search(rb"\(PostgreSQL\) (\d+)", proc.stdout or b"")
-    return int(m.group(1)) if proc.returncode == 0 and m else None
-
-
 @functools.lru_cache(maxsize=1)
 def pg_bindirs() -> dict[int, Path]:
-    """Installed PostgreSQL bindirs by major version (pg_config's, then the distro's);
-    looked up once per process."""
-    candidates: list[Path] = []
-    proc = None
-    with contextlib.suppress(ToolError):
-        proc = run(["pg_config", "--bindir"], capture=True, check=False)
-    if proc is not None and proc.returncode == 0:
-        candidates.append(Path(proc.stdout.decode().strip()))
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"))  # Debian
-    candidates += sorted(Path("/usr").glob("pgsql-*/bin"))  # PGDG on EL
-    found: dict[int, Path] = {}
-    for d in dict.fromkeys(c.resolve() for c in candidates):
-        if (d / "pg_dump").is_file():
-            major = _tool_major(d / "pg_dump")
-            if major is not None:
-                found.setdefault(major, d)
-    return found
+    """Installed PostgreSQL bindirs by major version, looked up once per process:
+    the installer's lookup (pg_config's bindir, PGDG's, Debian's, PATH) for pg_dump."""
+    from installer.restore.database import pg_bindirs as lookup
+
+    return dict(lookup("pg_dump"))
 
 
 def default_bindir() -> Path:
