@@ -5,9 +5,7 @@ and in-process runs of `install hooks`."""
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
@@ -22,6 +20,7 @@ from bundler.output import OutputFormat
 from bundler.progress import Progress
 from installer import engine
 from tests.rpmfixtures import demo_rpms, make_root
+from tests.treesnap import tree
 
 __all__ = ["demo_rpms"]  # a fixture, re-exported for the tests here
 
@@ -128,22 +127,11 @@ def snapshot(root: Path) -> dict[str, tuple[Any, ...]]:
     `rpm -qa`; the engine's log/state directories, logs, lock and journal are left
     out (its state.json is kept), and so are the rpmdb's own files, compared
     through rpm -qa instead. dnf's logs and history are in."""
-    out: dict[str, tuple[Any, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in sorted(dirnames + filenames):
-            path = Path(dirpath, name)
-            rel = path.relative_to(root).as_posix()
-            if rel in ENGINE_DIRS or rel.startswith(("var/log/satchel/", "var/lib/rpm/")) or (
-                    rel.startswith("var/lib/satchel/") and rel != "var/lib/satchel/state.json"):
-                continue
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                body: Any = ("link", os.readlink(path))
-            elif stat.S_ISREG(st.st_mode):
-                body = ("file", path.read_bytes())
-            else:
-                body = ("dir",)
-            out[rel] = (body, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+    def skip(rel: str) -> bool:
+        return rel in ENGINE_DIRS or rel.startswith(("var/log/satchel/", "var/lib/rpm/")) or (
+            rel.startswith("var/lib/satchel/") and rel != "var/lib/satchel/state.json")
+
+    out = tree(root, skip)
     out["rpm -qa"] = tuple(installed(root))
     return out
 

@@ -5,7 +5,6 @@ test_database_restore.py."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from bundler.dnf import installed, rpm_root
 from bundler.output import OutputFormat
 from bundler.progress import Progress
 from bundler.rpmbuild import build_specs
+from tests.treesnap import tree
 
 REPO = Path(__file__).resolve().parents[2]
 SDE = 1767225600
@@ -105,23 +105,11 @@ def root(tmp_path: Path, rpms: Path) -> Path:
 
 
 def snapshot(root: Path) -> Dict[str, Tuple[object, ...]]:
-    """Every path of the root with type, mode, owner and content hash; satchel's
-    own logs, and the rpmdb's files (compared with rpm -qa instead), left out."""
-    out: Dict[str, Tuple[object, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = str(p.relative_to(root))
-            if rel.startswith(("var/log/satchel", "var/lib/rpm", "var/lib/dnf",
-                               "var/cache/dnf", "var/log/dnf", "var/log/hawkey")):
-                continue
-            st = os.lstat(p)
-            digest = None
-            if p.is_file() and not p.is_symlink():
-                digest = hashlib.sha256(p.read_bytes()).hexdigest()
-            link = os.readlink(p) if p.is_symlink() else None
-            out[rel] = (st.st_mode, st.st_uid, st.st_gid, digest, link)
-    return out
+    """Every path of the root with type, mode, owner and content; satchel's own
+    logs, and the rpmdb's and dnf's files (compared with rpm -qa instead), left out."""
+    return tree(root, lambda rel: rel.startswith((
+        "var/log/satchel", "var/lib/rpm", "var/lib/dnf", "var/cache/dnf", "var/log/dnf",
+        "var/log/hawkey")))
 
 
 def run_import(bundle: Path, root: Path, *extra: str,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import io
-import os
 import pathlib
-import stat
 import textwrap
 from typing import Any, Dict, Tuple
 
 from installer import engine
+from tests.treesnap import tree
 
 ENGINE_DIRS = ("var/lib/satchel", "var/log/satchel")
 
@@ -24,22 +23,8 @@ def write_plugin(directory: pathlib.Path, name: str, code: str) -> pathlib.Path:
 def snapshot(root: pathlib.Path) -> Dict[str, Tuple[Any, ...]]:
     """Every path under root with type, content (or link target), mode, uid, gid;
     the engine's own state and log directories are left out (state.json is kept)."""
-    out: Dict[str, Tuple[Any, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = pathlib.Path(dirpath, name)
-            rel = path.relative_to(root).as_posix()
-            if rel.startswith(ENGINE_DIRS) and rel != "var/lib/satchel/state.json":
-                continue
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                body: Any = ("link", os.readlink(path))
-            elif stat.S_ISREG(st.st_mode):
-                body = ("file", path.read_bytes())
-            else:
-                body = ("dir",)
-            out[rel] = (body, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
-    return out
+    return tree(root, lambda rel: rel.startswith(ENGINE_DIRS)
+                and rel != "var/lib/satchel/state.json")
 
 
 def run(action: str = "test", **kw: Any) -> Tuple[int, engine.Runner, str]:
