@@ -12,17 +12,12 @@ import subprocess
 import tempfile
 from typing import Optional
 
+from installer.bundle import sha256_file as sha256_file  # one implementation, re-exported
+
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
-
-def sha256_file(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fsync_dir(path: pathlib.Path) -> None:
