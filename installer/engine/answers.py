@@ -99,13 +99,15 @@ def format_value(key: Key, value: Any) -> str:
     return f"str:{value}"
 
 
-def write_answers(env: Environment, path: pathlib.Path, secrets: bool = False) -> List[str]:
-    """Write the answers of this run (answer files, --set, questions) to `path`,
-    mode 0600; secret keys are left out unless `secrets`. Returns the names left out."""
+def render_answers(env: Environment, secrets: bool = False,
+                   names: Iterable[str] = ()) -> Tuple[bytes, List[str]]:
+    """The answer file of this run's answers (answer files, --set, questions, kept
+    values): (text, names of secret keys left out). `names` limits it to those keys."""
     lines = ["# satchel answer file", f"[{SECTION}]"]
     left_out = []
+    wanted = set(names)
     for name in env:
-        if not env.answered(name):
+        if not env.answered(name) or (wanted and name not in wanted):
             continue
         key = env.keys[name]
         if key.secret and not secrets:
@@ -115,6 +117,12 @@ def write_answers(env: Environment, path: pathlib.Path, secrets: bool = False) -
         if "\n" in str(value):
             raise InputError(f"{name}: a value with a newline cannot go in an answer file")
         lines.append(f"{name}={format_value(key, value)}")
-    data = ("\n".join(lines) + "\n").encode("utf-8")
+    return ("\n".join(lines) + "\n").encode("utf-8"), left_out
+
+
+def write_answers(env: Environment, path: pathlib.Path, secrets: bool = False) -> List[str]:
+    """Write the answers of this run to `path`, mode 0600; secret keys are left out
+    unless `secrets`. Returns the names left out."""
+    data, left_out = render_answers(env, secrets)
     fsutil.atomic_write(pathlib.Path(os.path.abspath(path)), data, mode=0o600)
     return left_out

@@ -15,7 +15,8 @@ ANSWERS = "answers"
 SETTING = "--set"
 DIALOG = "dialog"
 PLUGIN = "plugin"
-ANSWERED = (ANSWERS, SETTING, DIALOG)
+PREVIOUS = "previous"  # a value kept from an earlier run of the action (setup's state)
+ANSWERED = (ANSWERS, SETTING, DIALOG, PREVIOUS)
 
 
 class Environment:

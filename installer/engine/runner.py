@@ -212,6 +212,11 @@ class Runner:
             raise SatchelError(f"failure injected at stage {stage.value} ({FAIL_AT_VAR})")
         if stage == Stages.TRANSACTION_BEGIN:
             ctx.transaction.begin()
+        elif stage == Stages.CLOSEUP:
+            # Closeup may still change things (start services, post-setup commands):
+            # such elements are undone with the rest when a later closeup step fails.
+            ctx.transaction.begin()
+            late = len(ctx.transaction.committed)
         for ev in self.sequence.get(stage, []):
             if not ev.enabled():
                 log.debug("  %s: condition false, skipped", ev.name)
@@ -232,6 +237,10 @@ class Runner:
                      f" (secrets left out: {', '.join(left_out)})" if left_out else "")
         elif stage == Stages.TRANSACTION_END:
             ctx.transaction.append(ctx.state.commit_element())
+            ctx.transaction.end()
+        elif stage == Stages.CLOSEUP:
+            if len(ctx.transaction.committed) > late:  # their records into the registry
+                ctx.transaction.append(ctx.state.commit_element())
             ctx.transaction.end()
 
     def _roll_back(self, error: SatchelError, stage: Stages) -> SatchelError:

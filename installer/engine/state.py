@@ -130,6 +130,8 @@ class StateRegistry:
 
 
 class _StateCommit(TransactionElement):
+    bookkeeping = True  # not counted as a change of the target
+
     def __init__(self, state: StateRegistry) -> None:
         self.state = state
         self.old: Optional[bytes] = None

@@ -133,6 +133,11 @@ class Transaction:
         log.info("done: %s", element.describe())
         return True
 
+    def changes(self) -> int:
+        """How many committed elements changed the target (the state registry's own
+        writes are bookkeeping, not changes)."""
+        return sum(1 for e in self.committed if not getattr(e, "bookkeeping", False))
+
     def rollback(self) -> List[str]:
         """Undo committed elements, newest first. Returns what could not be undone."""
         manual: List[str] = []

@@ -3,6 +3,7 @@ transaction_begin on leaves the target tree (content, modes, owners) identical."
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import pwd
@@ -176,3 +177,43 @@ def test_failing_element_is_aborted_and_earlier_ones_undone(tmp_path: pathlib.Pa
     assert code == EXIT_FAILED
     assert "unknown user 'nosuchuser'" in out
     assert snapshot(root) == before
+
+
+CLOSEUP = """
+    from installer import engine
+    from installer.engine import Stages
+
+    class Plugin(engine.PluginBase):
+        KEYS = (engine.Key("T/fail_late", bool, default=False),)
+
+        @engine.event(stage=Stages.MISC, name="t.write")
+        def _write(self):
+            self.transaction.append(engine.FileWrite("/etc/app/app.conf", b"misc\\n"))
+
+        @engine.event(stage=Stages.CLOSEUP, name="t.start")
+        def _start(self):
+            self.transaction.append(engine.FileWrite("/run/app.started", b"1\\n"))
+
+        @engine.event(stage=Stages.CLOSEUP, name="t.late", after=("t.start",))
+        def _late(self):
+            if self.env["T/fail_late"]:
+                raise RuntimeError("post-setup command failed")
+"""
+
+
+def test_closeup_changes_are_recorded_and_undone_by_a_later_closeup_failure(
+        tmp_path: pathlib.Path) -> None:
+    root = make_root(tmp_path)
+    plugins = write_plugin(tmp_path / "plugins", "late", CLOSEUP)
+    before = snapshot(root)
+    code, runner, out = run(root=root, plugin_dirs=[plugins], settings={"T/fail_late": "true"})
+    assert code == EXIT_FAILED, out
+    assert "post-setup command failed" in out
+    assert snapshot(root) == before  # the closeup file and the misc file are both undone
+
+    code, runner, out = run(root=root, plugin_dirs=[plugins])
+    assert code == EXIT_OK, out
+    assert (root / "run/app.started").read_bytes() == b"1\n"
+    state = json.loads((root / "var/lib/satchel/state.json").read_text())
+    assert set(state["actions"]["test"]["files"]) >= {"/etc/app/app.conf", "/run/app.started"}
+    assert runner.context.transaction.changes() == 2
