@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import logging
 import os
 import shutil
@@ -121,6 +122,9 @@ def build(recipe: Recipe, out: Path, fmt: OutputFormat, *, force: bool = False,
         from bundler.components import installer_zipapp
         sections["installer"] = installer_zipapp.build(ctx)
         sections["services"] = {"enable": list(recipe.services.enable)}
+        for name in ("setup", "vmcatcher"):  # answered on the target from the manifest
+            if name in recipe.plugins:
+                sections[name] = json.loads(json.dumps(recipe.plugins[name]))
         from bundler import manifest
         doc = manifest.write(ctx, sections, socket.gethostname())
         final = publish(staging_dir, out, fmt, label=recipe.bundle.label,

@@ -128,8 +128,13 @@ def _hooks_section(table: Mapping[str, Any]) -> list[str]:
     return validate_recipe_section(dict(table))
 
 
+def _setup_section(table: Mapping[str, Any]) -> list[str]:
+    from installer.plugins.setup import validate_recipe_section
+    return validate_recipe_section(dict(table))
+
+
 PLUGIN_SECTIONS: dict[str, Optional[SectionValidator]] = {
-    "setup": None,  # no setup plugins yet (issue 9): the section is kept as it is
+    "setup": _setup_section,
     "hooks": _hooks_section,
     "vmcatcher": _vmcatcher_section,
 }
