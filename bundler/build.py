@@ -124,7 +124,7 @@ def build(recipe: Recipe, out: Path, fmt: OutputFormat, *, force: bool = False,
         sections["services"] = {"enable": list(recipe.services.enable)}
         for name in ("setup", "vmcatcher"):  # answered on the target from the manifest
             if name in recipe.plugins:
-                sections[name] = json.loads(json.dumps(recipe.plugins[name]))
+                sections[name] = json.loads(json.dumps(dict(recipe.plugins[name])))
         from bundler import manifest
         doc = manifest.write(ctx, sections, socket.gethostname())
         final = publish(staging_dir, out, fmt, label=recipe.bundle.label,

@@ -136,9 +136,12 @@ def _ssh_rsa_public_key() -> str:
     """A well-formed ssh-rsa public key line from fixed numbers (deterministic)."""
     def string(b: bytes) -> bytes:
         return len(b).to_bytes(4, "big") + b
+    def mpint(v: int) -> bytes:  # RFC 4251: big-endian, a 0 byte only when the top bit is set
+        raw = v.to_bytes((v.bit_length() + 7) // 8, "big")
+        return b"\0" + raw if raw[0] & 0x80 else raw
     n = int.from_bytes(hashlib.sha256(b"satchel test host key").digest() * 8, "big") | 1
     blob = (string(b"ssh-rsa") + string((65537).to_bytes(3, "big"))
-            + string(b"\0" + n.to_bytes(256, "big")))
+            + string(mpint(n)))
     return "ssh-rsa " + base64.b64encode(blob).decode() + " root@" + FQDN
 
 
