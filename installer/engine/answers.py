@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Collection, Dict, Iterable, List, Tuple
 
 from installer.engine import fsutil
 from installer.engine.environment import ANSWERS, Environment
@@ -26,8 +26,11 @@ _ACCEPTED_SECTIONS = ("environment:default", "environment:init")
 _COMPATIBLE = {"str": ("str",), "path": ("str", "path"), "int": ("int",), "bool": ("bool",)}
 
 
-def parse_answers(path: pathlib.Path, keys: Dict[str, Key]) -> List[Tuple[Key, Any, str]]:
-    """Parse one answer file; returns (key, value, 'file:line') in file order."""
+def parse_answers(path: pathlib.Path, keys: Dict[str, Key], lenient: bool = False,
+                  foreign: Collection[str] = ()) -> List[Tuple[Key, Any, str]]:
+    """Parse one answer file; returns (key, value, 'file:line') in file order.
+    Lines of keys not in `keys` are skipped when `lenient` (every such key) or when
+    the key is in `foreign` (another action's answers in a shared file)."""
     try:
         text = pathlib.Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -52,6 +55,9 @@ def parse_answers(path: pathlib.Path, keys: Dict[str, Key]) -> List[Tuple[Key, A
         if section is None:
             raise InputError(f"{where}: value before any section",
                              hint=f"start the file with [{SECTION}]")
+        name = line.partition("=")[0].strip()
+        if name not in keys and (lenient or name in foreign):
+            continue
         out.append(_parse_line(line, keys, where))
     return out
 
@@ -81,10 +87,12 @@ def _parse_line(line: str, keys: Dict[str, Key], where: str) -> Tuple[Key, Any, 
         raise InputError(f"{where}: {name}: {exc}") from None
 
 
-def load_answers(env: Environment, paths: Iterable[pathlib.Path]) -> None:
+def load_answers(env: Environment, paths: Iterable[pathlib.Path],
+                 foreign: Collection[str] = ()) -> None:
     """Apply answer files to the environment, later files winning."""
     for path in paths:
-        for key, value, where in parse_answers(pathlib.Path(path), env.keys):
+        for key, value, where in parse_answers(pathlib.Path(path), env.keys,
+                                               foreign=foreign):
             env.set(key.name, value, source=ANSWERS, origin=where)
 
 

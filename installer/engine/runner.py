@@ -9,7 +9,7 @@ import os
 import pathlib
 import sys
 import traceback
-from typing import IO, Any, Dict, List, Mapping, Optional, Sequence, Type, Union
+from typing import IO, Any, Collection, Dict, List, Mapping, Optional, Sequence, Type, Union
 
 from installer.engine import answers as answer_files
 from installer.engine.actions import groups_of
@@ -50,6 +50,7 @@ class Runner:
                  bundle: Optional[PathArg] = None,
                  generate_answer: Optional[PathArg] = None,
                  generate_answer_secrets: bool = False,
+                 foreign_keys: Collection[str] = (),
                  stdin: Optional[IO[str]] = None, stdout: Optional[IO[str]] = None,
                  stderr: Optional[IO[str]] = None) -> None:
         self.action = action
@@ -67,6 +68,9 @@ class Runner:
         self.bundle = pathlib.Path(bundle) if bundle else None
         self.generate_answer = pathlib.Path(generate_answer) if generate_answer else None
         self.generate_answer_secrets = generate_answer_secrets
+        # Actions chained in one command (import, then setup) share answers and --set
+        # values: keys the other action declares are skipped here, not errors.
+        self.foreign_keys = frozenset(foreign_keys)
         self.stdin, self.stdout = stdin, stdout
         self.stderr = stderr if stderr is not None else sys.stderr
         self.started = datetime.datetime.now(datetime.timezone.utc)
@@ -151,7 +155,7 @@ class Runner:
         self.sequence = build_sequence(events)
         for line in describe(self.sequence):
             log.debug("sequence: %s", line)
-        answer_files.load_answers(env, self.answers)
+        answer_files.load_answers(env, self.answers, foreign=self.foreign_keys)
         self._apply_settings(env)
         if journal.resuming:
             log.info("resuming an interrupted %s: %d step(s) already done",
@@ -162,6 +166,8 @@ class Runner:
             return
         if isinstance(self.settings, Mapping):
             for name, value in self.settings.items():
+                if name not in env.keys and name in self.foreign_keys:
+                    continue
                 if name not in env.keys:
                     raise InputError(f"--set: unknown key {name!r}")
                 if isinstance(value, str):
@@ -174,6 +180,9 @@ class Runner:
                 env.set(name, value, source=SETTING)
         else:
             for text in self.settings:
+                name = text.partition("=")[0].strip()
+                if name not in env.keys and name in self.foreign_keys:
+                    continue
                 key, value = parse_setting(env.keys, text, "--set")
                 env.set(key.name, value, source=SETTING)
 

@@ -45,17 +45,8 @@ class Plugin(engine.PluginBase):
         path = self.resolve(_config.ANSWERS_COPY)
         if not path.is_file():
             return
-        keys = self.env.keys
         # Keys a newer setup no longer has are dropped, not an error.
-        text = path.read_text(encoding="utf-8")
-        kept = [line for line in text.splitlines()
-                if not line or line[0] in "#;[" or line.partition("=")[0].strip() in keys]
-        tmp = path.with_name(".answers-filtered")
-        try:
-            tmp.write_text("\n".join(kept) + "\n", encoding="utf-8")
-            values = parse_answers(tmp, keys)
-        finally:
-            tmp.unlink(missing_ok=True)
+        values = parse_answers(path, self.env.keys, lenient=True)
         reused: List[str] = []
         for key, value, _where in values:
             if self.env.source(key.name) == DEFAULT:
