@@ -54,7 +54,7 @@ def test_generated_answers_repeat_the_run_unattended(
         other = tmp_path / "other"
         shutil.copytree(engine_root_template, other, symlinks=True)
         setup_config(other, engine_section())
-        code, runner, out = run_setup(other, answers=[answers])  # nothing else given
+        code, _, out = run_setup(other, answers=[answers])  # nothing else given
         assert code == EXIT_OK, out
         for rel in SAME:
             assert (other / rel).read_bytes() == (engine_root / rel).read_bytes(), rel
