@@ -558,9 +558,11 @@ class RestoreDatabase(TransactionElement):
     def _pg_restore(self, server_major: int) -> None:
         dump = bundleinfo.bundle_dir(self.bundle) / self.entry["path"]
         tool = pg_restore_path(int(self.entry.get("pg_dump_major") or 0), server_major)
+        # A dump split over volumes is a pipe (restore/volview.py): one job reads it.
+        jobs = ["-j", "2"] if dump.is_file() else []
         with self.params.tool_env() as (env, fds):
             try:
-                run([tool, "--exit-on-error", "--no-password", "-j", "2",
+                run([tool, "--exit-on-error", "--no-password", *jobs,
                      "-h", self.params.host, "-p", str(self.params.port),
                      "-U", self.params.user, f"--dbname={self.new}", dump], env=env,
                     pass_fds=fds)
@@ -625,6 +627,50 @@ class RestoreDatabase(TransactionElement):
                  "host": self.params.host, "port": self.params.port,
                  "tables": len(self.entry.get("tables", {})),
                  "roles_created": list(self.roles_created)}]
+
+
+def conn_params(env: Any) -> ConnParams:
+    """Where and as whom to connect, from the answers DB/host, DB/port, DB/user and
+    DB/passwordFile (preferred) or DB/password."""
+    port = env["DB/port"]
+    if not 0 < port < 65536:
+        raise InputError(f"DB/port: {port} is not a TCP port (1-65535)")
+    password: Optional[str] = None
+    if env["DB/passwordFile"] is not None:
+        password = read_password_file(env["DB/passwordFile"])
+    elif env["DB/password"]:
+        password = env["DB/password"]
+    return ConnParams(host=env["DB/host"], port=port, user=env["DB/user"], password=password)
+
+
+def row_counts(params: ConnParams, name: str) -> Dict[str, int]:
+    """{"schema.table": rows} of every user table of database `name` (one count per
+    table: cheaper than the restore's checksums, for the audit after the commit)."""
+    conn = params.connect(name, autocommit=False)
+    try:
+        counts = {}
+        with conn.cursor() as cur:
+            for table in pgfacts.table_names(conn):
+                cur.execute(f"SELECT count(*) FROM ONLY {table}")  # quoted by format('%I')
+                counts[table] = int(cur.fetchone()[0])
+        conn.rollback()
+        return counts
+    finally:
+        conn.close()
+
+
+def count_problems(entry: Dict[str, Any], counts: Dict[str, int]) -> List[str]:
+    """How `counts` differ from the manifest's row counts of database `entry`."""
+    want = {t: int(v["rows"]) for t, v in entry.get("tables", {}).items()}
+    problems = []
+    for table in sorted(set(want) | set(counts)):
+        if table not in counts:
+            problems.append(f"{table}: missing")
+        elif table not in want:
+            problems.append(f"{table}: not in the bundle")
+        elif counts[table] != want[table]:
+            problems.append(f"{table}: {counts[table]} rows, the bundle has {want[table]}")
+    return problems
 
 
 def drop_leftover_old(params: ConnParams, name: str) -> None:

@@ -7,8 +7,20 @@ checked against the manifest's index as it is written. Nothing the target uses
 has changed yet, so a bad member or a corrupted archive stops the run here.
 
 commit() moves staged entries into place in path order (parents first); each
-replaced file is backed up under the state directory first. undo() puts every
+replaced file is backed up under the state directory first; then the mtimes of the
+set's directories above what changed are set to the archive's. undo() puts every
 replaced file back byte for byte and removes what was created.
+
+Resuming: before moving anything, commit() writes the records of every change it
+is about to make to the journal (`Journal.begin`). A run killed in the middle of
+the commit leaves that entry; the next run's element finds what the first
+attempt already moved in "already identical", and takes its records from the
+entry, so the state registry ends up as after an uninterrupted run. The first
+attempt's changes are not undone by a later rollback (their backups belong to
+the killed run, under its own backup directory).
+
+The archive is read through `opener` (default: tarstream.open_stream), so an
+encrypted one can be decrypted on the fly (see installer.restore.secrets).
 """
 
 from __future__ import annotations
@@ -21,14 +33,16 @@ import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Set, Tuple
 
 from installer.engine import fsutil
 from installer.engine.transaction import TransactionElement
 from installer.errors import InputError
+from installer.restore import checkpoint
 from installer.restore.tarstream import Owners, check_member, open_stream, xattrs
 
 CHUNK = 1 << 20
+Opener = Callable[[Path], ContextManager[tarfile.TarFile]]
 
 
 @dataclass
@@ -80,16 +94,19 @@ class ExtractSet(TransactionElement):
     """Restore one file set (`files/<name>.tar.zst`) described by its manifest entry."""
 
     def __init__(self, bundle: Path, fileset: Dict[str, Any], archive_key: str = "archive",
-                 step_id: Optional[str] = None) -> None:
+                 step_id: Optional[str] = None, opener: Optional[Opener] = None) -> None:
         self.bundle = bundle
         self.fileset = fileset
         self.archive = bundle / fileset[archive_key]
         self.index: Dict[str, Dict[str, Any]] = fileset["index"]
         self.step_id = step_id
+        self.opener: Opener = opener or open_stream
         self.changes: List[Change] = []
         self.parents: List[Change] = []  # missing parents above the set's paths
         self.identical = 0
         self.warnings: List[str] = []
+        self.earlier: List[Dict[str, Any]] = []  # records of an interrupted attempt
+        self._begun = False
 
     def describe(self) -> str:
         return f"restore file set {self.fileset.get('name', self.archive.name)}"
@@ -99,12 +116,14 @@ class ExtractSet(TransactionElement):
     def prepare(self) -> None:
         root = self.txn.root
         owners = Owners(root)
+        started = self.txn.journal.started(self.step_id) if self.step_id else None
+        self.earlier = list(started.get("records", [])) if isinstance(started, dict) else []
         self.staging = root / "var/lib/satchel/staging" / self.archive.name
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True, mode=0o700)
         refused: List[str] = []
         seen = set()
-        with open_stream(self.archive) as tf:
+        with self.opener(self.archive) as tf:
             for m in tf:
                 why = check_member(m)
                 if why:
@@ -147,6 +166,7 @@ class ExtractSet(TransactionElement):
                     os.setxattr(change.staged, name, value, follow_symlinks=False)
             os.utime(change.staged, (change.mtime, change.mtime))
         self.changes.append(change)
+        checkpoint.reached("files.stage")
 
     def _write_staged(self, tf: tarfile.TarFile, m: tarfile.TarInfo, dest: Path,
                       rec: Dict[str, Any]) -> str:
@@ -172,13 +192,36 @@ class ExtractSet(TransactionElement):
 
     def commit(self) -> None:
         root = self.txn.root
+        if self.step_id and self.changes:
+            planned = self.records() + [{"kind": "dir", "path": "/" + rel}
+                                        for rel in self._missing_parents(root)]
+            self.txn.journal.begin(self.step_id, {"records": planned})
+            self._begun = True
         for c in self.changes:
             self._apply(root, root / c.rel, c)
             c.applied = True
-        for c in reversed(self.changes):  # directory mtimes last, deepest first
-            if c.kind == "dir":
-                os.utime(root / c.rel, (c.mtime, c.mtime))
+            checkpoint.reached("files.commit")
+        self._dir_times(root)
         shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _dir_times(self, root: Path) -> None:
+        """The archive's mtimes on the set's directories at and above what this
+        element (or an interrupted attempt of it) changed, deepest first."""
+        touched: Set[str] = {c.rel for c in self.changes}
+        touched |= {r["path"].lstrip("/") for r in self.earlier if r.get("path")}
+        dirs: Set[str] = set()
+        for rel in touched:
+            while rel and rel not in dirs:
+                rec = self.index.get(rel)
+                if rec is not None and rec["type"] == "dir":
+                    dirs.add(rel)
+                rel = rel.rpartition("/")[0]
+        for rel in sorted(dirs, key=lambda r: (-r.count("/"), r)):
+            host = root / rel
+            mtime = int(self.index[rel].get("mtime", 0))
+            st = os.lstat(host)
+            if stat.S_ISDIR(st.st_mode) and int(st.st_mtime) != mtime:
+                os.utime(host, (mtime, mtime))
 
     def _apply(self, root: Path, host: Path, c: Change) -> None:
         if not host.parent.is_dir():  # a missing parent outside the set's paths
@@ -215,6 +258,17 @@ class ExtractSet(TransactionElement):
         fsutil.fsync_dir(host.parent)
         fsutil.restorecon(host, root)
 
+    def _missing_parents(self, root: Path) -> List[str]:
+        """Directories outside the set that commit will create above its entries."""
+        out: Set[str] = set()
+        for c in self.changes:
+            rel = c.rel.rpartition("/")[0]
+            while rel and rel not in out and rel not in self.index \
+                    and not os.path.lexists(root / rel):
+                out.add(rel)
+                rel = rel.rpartition("/")[0]
+        return sorted(out)
+
     def _make_parents(self, root: Path, path: Path) -> None:
         missing = []
         while not path.exists():
@@ -240,6 +294,14 @@ class ExtractSet(TransactionElement):
         self.undo()
         shutil.rmtree(getattr(self, "staging", Path("/nonexistent")), ignore_errors=True)
 
+    def _forget_attempt(self) -> None:
+        """This attempt's changes are reverted: the journal goes back to what an
+        interrupted earlier attempt left (its changes are still in place)."""
+        if self._begun and self.step_id:
+            self.txn.journal.abandon(self.step_id,
+                                     {"records": self.earlier} if self.earlier else None)
+            self._begun = False
+
     def undo(self) -> None:
         root = self.txn.root
         for c in sorted((c for c in self.changes + self.parents if c.applied),
@@ -264,8 +326,11 @@ class ExtractSet(TransactionElement):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(host)
             c.applied = False
+        self._forget_attempt()
 
     def records(self) -> List[Dict[str, Any]]:
+        """State records of what this element changed, and of what an interrupted
+        earlier attempt changed that this one found already done."""
         out = []
         for c in self.parents + self.changes:
             if c.kind == "dir" and c.how == "create":
@@ -274,4 +339,9 @@ class ExtractSet(TransactionElement):
                 out.append({"kind": "file", "path": "/" + c.rel,
                             "how": "replaced" if c.how == "replace" else "created",
                             "sha256": c.sha256})
-        return out
+        if not self.earlier:
+            return out
+        merged = {r["path"]: r for r in out}
+        for r in self.earlier:  # the first attempt's wins: "created" stays created
+            merged[r["path"]] = dict(r)
+        return sorted(merged.values(), key=lambda r: (r["path"], r["kind"]))

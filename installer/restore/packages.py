@@ -10,8 +10,8 @@ rpm defaults elsewhere (Debian: ~/.rpmdb), dnf runs with a private HOME whose
 The plan is a dnf test transaction (`tsflags=test`) of the manifest's exact
 NEVRAs: a requirement that neither the bundle nor the target provides is refused
 before any change, with dnf's own words. dnf's cache and history of the plan go
-to a scratch directory inside the root that is removed afterwards; only dnf's
-logs (/var/log/dnf*.log) are written.
+to a scratch directory in the root's /var/lib/satchel that is removed afterwards;
+only dnf's logs (/var/log/dnf*.log) are written.
 
 Signatures: signed packages are checked against every key the bundle ships under
 repo/keys/ (dnf imports them into the target's rpmdb, as `gpg-pubkey`), or, when
@@ -24,6 +24,13 @@ Unsigned packages are accepted only when the manifest's repo section says
 Undo removes exactly the packages (and keys) this run added; an upgrade or a
 downgrade cannot be undone offline (the old RPM is not in the bundle): it is
 named for manual action.
+
+Resuming: before dnf starts, the journal gets the rpmdb's package set as it was
+and the planned upgrades and downgrades (`Journal.begin`). When a run is killed
+while dnf runs, the next run's plan finds what the killed transaction finished
+already installed and installs the rest; the element takes the package set
+"before" from the journal, so the packages the killed run installed are recorded
+(and undone on a rollback) as this step's, as after an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 from installer.engine.process import check_tool, run
 from installer.engine.transaction import TransactionElement
 from installer.errors import InputError, RefusedError, SatchelError, ToolError
+from installer.restore import checkpoint
 
 log = logging.getLogger("satchel.packages")
 
@@ -49,7 +57,8 @@ DBPATH = "/var/lib/rpm"
 REPO_ID = "satchel"
 REPO_DIR = "repo"
 KEYS_DIR = "repo/keys"
-SCRATCH_PARENT = "var/tmp"
+SCRATCH_PARENT = "var/lib/satchel"  # the installer's state directory in the root
+SCRATCH_PREFIX = ".dnf-"
 # What dnf itself leaves in an installroot: logs, module config, history.
 DNF_FOOTPRINT = ("var/log/dnf.log", "var/log/dnf.librepo.log", "var/log/dnf.rpm.log",
                  "var/log/hawkey.log", "var/log", "etc/dnf/modules.d", "etc/dnf",
@@ -262,10 +271,29 @@ def gpg_options(bundle: Path, manifest: Dict[str, Any]) -> List[str]:
     return opts
 
 
+def _remove_stale_scratch(parent: Path) -> None:
+    """Scratch directories of runs that were killed (their process is gone)."""
+    if not parent.is_dir():
+        return
+    for p in parent.iterdir():
+        pid = p.name[len(SCRATCH_PREFIX):].partition("-")[0]
+        if p.name.startswith(SCRATCH_PREFIX) and pid.isdigit() \
+                and not os.path.exists(f"/proc/{pid}") and not p.is_symlink():
+            log.info("removing %s, left by an interrupted run", p)
+            shutil.rmtree(p, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def _scratch(root: Path) -> Iterator[str]:
-    """A directory inside root (for dnf's cache/history), removed afterwards.
-    Yields its target path (dnf prefixes it with --installroot)."""
+    """A directory inside root for dnf's cache, the plan's history and the private
+    HOME that gives rpm its dbpath; removed afterwards (and, if a run was killed,
+    by the next one). Yields its path relative to root: dnf runs with root as its
+    working directory.
+
+    dnf 4 takes a --setopt'ed cachedir or persistdir as a host path for its repo
+    cache and history, but writes expired_repos.json below the same path inside
+    the installroot; a relative path, resolved from the root, is the same place
+    both ways (an absolute one left directories in the host's /var/tmp)."""
     parent = root / SCRATCH_PARENT
     created = []
     p = parent
@@ -273,10 +301,11 @@ def _scratch(root: Path) -> Iterator[str]:
         created.append(p)
         p = p.parent
     for d in reversed(created):
-        d.mkdir(mode=0o755)
-    host = Path(tempfile.mkdtemp(prefix=".satchel-dnf-", dir=parent))
+        d.mkdir(mode=0o700 if d == parent else 0o755)
+    _remove_stale_scratch(parent)
+    host = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent))
     try:
-        yield "/" + str(host.relative_to(root))
+        yield str(host.relative_to(root))
     finally:
         shutil.rmtree(host, ignore_errors=True)
         for d in created:
@@ -293,13 +322,13 @@ def dnf(root: Path, bundle: Path, manifest: Dict[str, Any], args: Sequence[str],
     if not (repo / "repodata" / "repomd.xml").is_file():
         raise InputError(f"{repo}: no repodata/repomd.xml: not the bundle's package repo")
     gpg = gpg_options(bundle, manifest)
-    with contextlib.ExitStack() as stack:
+    with _scratch(root) as scratch:
         env: Dict[str, str] = {}
         if _host_dbpath() != DBPATH:
-            home = stack.enter_context(tempfile.TemporaryDirectory(prefix="satchel-dnf-home-"))
-            Path(home, ".rpmmacros").write_text(f"%_dbpath {DBPATH}\n", encoding="utf-8")
-            env["HOME"] = home
-        scratch = stack.enter_context(_scratch(root))
+            home = root / scratch / "home"
+            home.mkdir(mode=0o700)
+            (home / ".rpmmacros").write_text(f"%_dbpath {DBPATH}\n", encoding="utf-8")
+            env["HOME"] = str(home)
         argv = [
             "dnf", f"--installroot={root}", f"--releasever={_releasever(manifest)}",
             "--setopt=reposdir=/nonexistent",
@@ -310,7 +339,7 @@ def dnf(root: Path, bundle: Path, manifest: Dict[str, Any], args: Sequence[str],
         if test:  # the plan leaves no dnf history either
             argv += [f"--setopt=persistdir={scratch}/lib", "--setopt=tsflags=test"]
         argv += ["-y", *args]
-        return run(argv, env=env or None, check=False)
+        return run(argv, env=env or None, cwd=root, check=False)
 
 
 def _dnf_problems(proc: Any) -> str:
@@ -438,6 +467,28 @@ def plan(root: Path, bundle: Path, manifest: Dict[str, Any]) -> PackagePlan:
     return result
 
 
+def payload_sizes(root: Path, bundle: Path, manifest: Dict[str, Any]) -> List[Tuple[str, int]]:
+    """(target path, size) of every file of the bundle's packages that are not
+    installed in root with their exact NEVRA: what dnf will write (for the disk
+    space check; read from the RPM headers, no dnf needed)."""
+    pkgs = manifest_packages(manifest)
+    if not pkgs:
+        return []
+    have = {i.nevra for i in installed(Path(root))}
+    rpms = [str(Path(bundle) / p.file) for p in pkgs if p.nevra not in have and p.file]
+    if not rpms:
+        return []
+    check_tool("rpm", hint="install rpm")
+    out = run(["rpm", "-qp", "--nosignature", "--nodigest", "--qf",
+               "[%{FILENAMES}\\t%{FILESIZES}\\n]", *rpms])
+    sizes = []
+    for line in out.stdout.splitlines():
+        path, _, size = line.rpartition("\t")
+        if path.startswith("/") and size.isdigit():
+            sizes.append((path, int(size)))
+    return sizes
+
+
 # --- the transaction element ----------------------------------------------------------
 
 
@@ -459,6 +510,7 @@ class InstallPackages(TransactionElement):
         self.added: List[str] = []
         self.changed: List[Tuple[str, str, str]] = []  # (how, new, old)
         self.ran = False
+        self.earlier: Optional[Dict[str, Any]] = None  # an interrupted attempt's entry
 
     def describe(self) -> str:
         n = len(manifest_packages(self.manifest))
@@ -469,6 +521,16 @@ class InstallPackages(TransactionElement):
         # Before the plan: a plan of signed packages imports the bundle's keys.
         self.before = {i.nevra for i in installed(root)}
         self.plan = plan(root, self.bundle, self.manifest)
+        started = self.txn.journal.started(self.step_id) if self.step_id else None
+        if isinstance(started, dict):  # a run killed while dnf ran: what it started from
+            self.earlier = started
+            self.before = set(started.get("before", []))
+            for key, pairs in (("upgrade", self.plan.upgrade),
+                               ("downgrade", self.plan.downgrade)):
+                for new, old in started.get(key, []):
+                    if all(new != n for n, _ in pairs):
+                        pairs.append((new, old))
+            log.info("packages: resuming a dnf transaction that was interrupted")
         self.footprint = Footprint(root, [*DNF_FOOTPRINT, *self._new_dirs()])
         if self.plan.nothing_to_do:
             log.info("packages: nothing to do (%d already installed)",
@@ -483,6 +545,12 @@ class InstallPackages(TransactionElement):
         if self.plan.nothing_to_do:
             self._note_changes()  # keys the plan imported, if any
             return
+        if self.step_id and self.earlier is None:
+            self.txn.journal.begin(self.step_id, {
+                "before": sorted(self.before),
+                "upgrade": [list(p) for p in self.plan.upgrade],
+                "downgrade": [list(p) for p in self.plan.downgrade]})
+        checkpoint.reached("packages.dnf")
         proc = dnf(self.txn.root, self.bundle, self.manifest, ["install", *self.plan.specs])
         self._note_changes()
         if proc.returncode != 0:
@@ -526,14 +594,21 @@ class InstallPackages(TransactionElement):
         if self.ran:
             self._note_changes()
             self._remove_added()
+            self._forget_attempt()
             if self.changed:
                 log.error("packages changed by the failed install need manual action: %s",
                           "; ".join(f"{n} ({h} from {o})" for h, n, o in self.changed))
+
+    def _forget_attempt(self) -> None:
+        """What this step (and an interrupted attempt of it) added is removed again."""
+        if self.step_id:
+            self.txn.journal.abandon(self.step_id)
 
     def undo(self) -> None:
         if not self.ran:
             return
         self._remove_added()
+        self._forget_attempt()
         if self.changed:
             raise SatchelError(
                 "cannot undo offline (the previous RPMs are not in the bundle): "

@@ -6,118 +6,15 @@ test_database_restore.py."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
-from typing import Dict, Tuple
 
 import pytest
 
-from bundler import recipe as recipes
-from bundler.build import build
-from bundler.dnf import installed, rpm_root
-from bundler.output import OutputFormat
-from bundler.progress import Progress
-from bundler.rpmbuild import build_specs
-from tests.treesnap import tree
-
-REPO = Path(__file__).resolve().parents[2]
-SDE = 1767225600
-
-RECIPE = f"""
-[bundle]
-name = "imp"
-version = "1"
-distro = "rhel"
-distro_version = "9"
-arch = "x86_64"
-source_date_epoch = {SDE}
-
-[packages]
-include = ["demo-app"]
-sources = ["rpms"]
-base = ["demo-base"]
-allow_unsigned = true
-
-[[files]]
-name = "config"
-root = "tree"
-paths = ["etc/demo", "var/lib/demo"]
-
-[secrets]
-root = "pki"
-paths = ["etc/pki/demo"]
-
-[services]
-enable = ["demo-app.service"]
-"""
-
-OS_RELEASE = 'NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n'
+from bundler.dnf import installed
+from tests.importer.helpers import OS_RELEASE, run_import, snapshot
 
 pytestmark = [pytest.mark.rpm, pytest.mark.root]
-
-
-@pytest.fixture(scope="session")
-def rpms(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("rpms")
-    build_specs(sorted((REPO / "payload/demo").glob("*.spec")), out, SDE)
-    return out
-
-
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory: pytest.TempPathFactory, rpms: Path) -> Path:
-    src = tmp_path_factory.mktemp("src")
-    shutil.copytree(rpms, src / "rpms", ignore=shutil.ignore_patterns("demo-base*"))
-    shutil.copytree(REPO / "payload/demo/files", src / "tree")
-    (src / "tree/etc/demo/app.conf").write_text("# restored by satchel\nport = 8080\n")
-    os.chown(src / "tree/var/lib/demo/README", 65534, 65534)
-    pki = src / "pki/etc/pki/demo"
-    pki.mkdir(parents=True)
-    (pki / "demo.key").write_text("-----BEGIN PRIVATE KEY-----\nnot a real key\n")
-    os.chmod(pki / "demo.key", 0o600)
-    (pki / "demo.crt").write_text("-----BEGIN CERTIFICATE-----\nnot a real cert\n")
-    (src / "r.toml").write_text(RECIPE)
-    # The base package lives outside the bundle's sources: the target has it.
-    base_dir = src / "base"
-    base_dir.mkdir()
-    for f in rpms.glob("demo-base-*.rpm"):
-        shutil.copy(f, base_dir)
-    r = recipes.load(src / "r.toml")
-    import dataclasses
-    r = dataclasses.replace(r, packages=dataclasses.replace(
-        r.packages, sources=(*r.packages.sources, base_dir)))
-    return build(r, src / "bundle", OutputFormat.dir, progress=Progress(quiet=True)).path
-
-
-@pytest.fixture
-def root(tmp_path: Path, rpms: Path) -> Path:
-    root = tmp_path / "root"
-    (root / "etc").mkdir(parents=True)
-    (root / "etc/os-release").write_text(OS_RELEASE)
-    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n"
-                                     "nobody:x:65534:65534:nobody:/:/sbin/nologin\n")
-    (root / "etc/group").write_text("root:x:0:\nnobody:x:65534:\n")
-    base = next(rpms.glob("demo-base-*.rpm"))
-    rpm_root(root, ["-i", "--nodeps", str(base)])
-    return root
-
-
-def snapshot(root: Path) -> Dict[str, Tuple[object, ...]]:
-    """Every path of the root with type, mode, owner and content; satchel's own
-    logs, and the rpmdb's and dnf's files (compared with rpm -qa instead), left out."""
-    return tree(root, lambda rel: rel.startswith((
-        "var/log/satchel", "var/lib/rpm", "var/lib/dnf", "var/cache/dnf", "var/log/dnf",
-        "var/log/hawkey")))
-
-
-def run_import(bundle: Path, root: Path, *extra: str,
-               env: Dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-    return subprocess.run([python, str(bundle / "install"), "import", "--root", str(root),
-                           "--unattended", *extra], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=300)
 
 
 def test_import_restores_packages_files_secrets_and_services(bundle: Path, root: Path) -> None:
@@ -232,6 +129,7 @@ def test_help_documents_the_answer_keys_and_exit_codes() -> None:
     with contextlib.redirect_stdout(out):
         assert cli.main(["import", "--help"]) == 0
     text = out.getvalue()
-    for key in ("IMPORT/replaceDb", "IMPORT/secretsPassphraseFile", "CORE/confirm"):
+    for key in ("IMPORT/replaceDb", "IMPORT/secretsPassphraseFile", "IMPORT/secretsKey",
+                "CORE/confirm"):
         assert key in text
     assert "3  refused by validation" in text

@@ -1,5 +1,11 @@
 """After the import: the installer stays on the target for later actions, the
-result is audited against the manifest, and a summary of what changed is shown."""
+result is audited against the manifest, and a summary of what changed is shown.
+
+The audit (closeup, after the commit): the hash of every restored file, `rpm -V`
+of the bundle's packages (logged), and the row count of every table of every
+restored database, counted again now that it is in place under its name. What
+differs is logged as a warning and counted in the summary; the audit itself
+never fails the run (the import is committed by then)."""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Any, Dict, List
 from installer import engine
 from installer.engine import Stages
 from installer.engine.fsutil import sha256_file
+from installer.errors import SatchelError
 from installer.restore import bundleinfo
 
 INSTALLER_PATH = "/usr/libexec/satchel/install"
@@ -43,6 +50,7 @@ class Plugin(engine.PluginBase):
             from installer.restore.packages import audit as rpm_audit
             for line in rpm_audit(self.root, nevras):
                 self.log.info("rpm -V: %s", line)
+        problems += self._database_problems()
         for p in problems:
             self.log.warning("audit: %s", p)
         changes = self._changes()
@@ -51,6 +59,25 @@ class Plugin(engine.PluginBase):
         self.dialog.note(f"Import summary: {summary}" +
                          (f"; audit found {len(problems)} problem(s), see the log"
                           if problems else "; audit: everything matches the manifest"))
+
+    def _database_problems(self) -> List[str]:
+        entries = bundleinfo.component(self.bundle, "database").get("databases") or []
+        if not entries:
+            return []
+        from installer.restore.database import conn_params, count_problems, row_counts
+
+        problems = []
+        try:
+            params = conn_params(self.env)
+            for entry in entries:
+                found = count_problems(entry, row_counts(params, entry["name"]))
+                problems += [f"database {entry['name']}: {p}" for p in found]
+                if not found:
+                    self.log.info("audit: database %s: the row counts of its %d tables match",
+                                  entry["name"], len(entry.get("tables", {})))
+        except SatchelError as exc:
+            problems.append(f"database: cannot count the rows again: {exc.message}")
+        return problems
 
     def _sets(self) -> List[Dict[str, Any]]:
         sets = list(bundleinfo.component(self.bundle, "filesets").get("sets", []))

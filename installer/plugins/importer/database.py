@@ -25,20 +25,20 @@ restore into a new database, replace the existing one, or already identical.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from installer import engine
 from installer.engine import Stages
-from installer.errors import InputError, RefusedError
+from installer.errors import RefusedError
 from installer.restore import bundleinfo
 from installer.restore.database import (
     ConnParams,
     RestoreDatabase,
     Server,
+    conn_params,
     drop_leftover_old,
     inspect,
     pg_restore_path,
-    read_password_file,
     roles_in,
 )
 
@@ -74,17 +74,7 @@ class Plugin(engine.PluginBase):
         return bundleinfo.component(self.bundle, "database")
 
     def _params(self) -> ConnParams:
-        port = self.env["DB/port"]
-        if not 0 < port < 65536:
-            raise InputError(f"DB/port: {port} is not a TCP port (1-65535)")
-        password: Optional[str] = None
-        passfile = self.env["DB/passwordFile"]
-        if passfile is not None:
-            password = read_password_file(passfile)
-        elif self.env["DB/password"]:
-            password = self.env["DB/password"]
-        return ConnParams(host=self.env["DB/host"], port=port, user=self.env["DB/user"],
-                          password=password)
+        return conn_params(self.env)
 
     @engine.event(stage=Stages.CUSTOMIZATION, name="import.database.ask", condition=_has_db)
     def _ask(self) -> None:
