@@ -71,9 +71,11 @@ class UnitElement(TransactionElement):
     """Enable and/or start a unit; undo stops what it started and disables what it
     enabled (and removes the .wants directories systemctl made)."""
 
-    def __init__(self, unit: str, main: bool, enable: bool, start: bool) -> None:
+    def __init__(self, unit: str, main: bool, enable: bool, start: bool,
+                 ours: bool = False) -> None:
         self.unit, self.main, self.enable, self.start = unit, main, enable, start
         self.enabled = self.started = False
+        self.ours = ours  # an earlier setup enabled it (cleanup may disable it)
 
     def describe(self) -> str:
         what = [w for w, on in (("enable", self.enable), ("start", self.start)) if on]
@@ -104,7 +106,9 @@ class UnitElement(TransactionElement):
     abort = undo
 
     def records(self) -> List[Dict[str, Any]]:
-        return [{"kind": "service", "name": self.unit, "enabled": True,
+        # "enabled": setup enabled it (now or earlier); a unit the admin had enabled
+        # before setup is not ours to disable in cleanup.
+        return [{"kind": "service", "name": self.unit, "enabled": self.enabled or self.ours,
                  "started": self.started, "main": self.main}]
 
 
@@ -183,6 +187,7 @@ class Plugin(engine.PluginBase):
         for unit, main in self._units():
             enable = is_enabled(self.root, unit) == "disabled"
             if enable or start:
-                self.transaction.append(UnitElement(unit, main, enable, start))
+                ours = bool(self.state.services("setup").get(unit, {}).get("enabled"))
+                self.transaction.append(UnitElement(unit, main, enable, start, ours))
             else:
                 self.log.info("service %s: already enabled", unit)
