@@ -10,11 +10,10 @@ every file's sha256 for the import's plan and audit.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fnmatch
-import grp
 import hashlib
 import os
-import pwd
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ from typing import Any, Optional
 import libarchive
 from libarchive import ffi
 from libarchive.entry import ArchiveEntry
-from libarchive.write import new_archive_read_disk
 
+from bundler.owners import OwnerNames
 from bundler.recipe import Override
 from installer.errors import InputError
 
@@ -95,32 +94,28 @@ def walk(root: Path, paths: Sequence[str], exclude: Sequence[str],
     return result
 
 
-def _lookup_uid(name: str) -> Optional[int]:
-    try:
-        return pwd.getpwnam(name).pw_uid
-    except KeyError:
-        return None
+def _name_owners(entry: ArchiveEntry, names: OwnerNames) -> None:
+    """Owner names as the source root gives them (never the build host's)."""
+    user, group = names.user(entry.uid), names.group(entry.gid)
+    if user is not None:
+        entry.uname = user
+    if group is not None:
+        entry.gname = group
 
 
-def _lookup_gid(name: str) -> Optional[int]:
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        return None
-
-
-def _apply_overrides(entry: ArchiveEntry, rel: str, overrides: Sequence[Override]) -> None:
+def _apply_overrides(entry: ArchiveEntry, rel: str, overrides: Sequence[Override],
+                     names: OwnerNames) -> None:
     for o in overrides:
         if not fnmatch.fnmatchcase(rel, o.match):
             continue
         if o.owner is not None:
             entry.uname = o.owner
-            uid = _lookup_uid(o.owner)
+            uid = names.uid(o.owner)
             if uid is not None:
                 entry.uid = uid
         if o.group is not None:
             entry.gname = o.group
-            gid = _lookup_gid(o.group)
+            gid = names.gid(o.group)
             if gid is not None:
                 entry.gid = gid
         if o.mode is not None:
@@ -154,20 +149,56 @@ def write_tree(
     compress: bool = True,
     max_mode: Optional[int] = None,
     advance: Callable[[int, str], None] = lambda n, item: None,
+    names: Optional[OwnerNames] = None,
 ) -> dict[str, dict[str, Any]]:
-    """Write members as a pax tar (zstd) to `out`; return the per-path index."""
+    """Write members as a pax tar (zstd) to `out`; return the per-path index.
+    Owner names come from `names` (the source root's; default: the host's)."""
     index: dict[str, dict[str, Any]] = {}
+    names = names if names is not None else OwnerNames()
     sink = Sink(out)
     filter_name = "zstd" if compress else None
     options = "zstd:compression-level=3" if compress else ""
-    with sink.guard(), libarchive.custom_writer(
+    with sink.guard(), _disk_reader() as read_p, libarchive.custom_writer(
             sink.write_cb, "pax_restricted", filter_name=filter_name, options=options,
             block_size=BLOCK) as archive:
         write_p = archive._pointer
         for m in members:
-            _write_member(write_p, m, source_date_epoch, overrides, max_mode, index)
+            _write_member(write_p, read_p, m, source_date_epoch, overrides, max_mode, index,
+                          names)
             advance(1, m.rel)
     return index
+
+
+# libarchive's own metadata reader, the one its directory walker calls for each
+# file: lstat, symlink target, ACLs, xattrs (SELinux labels), file flags, sparse
+# map. One reader serves a whole tree (a walker opened per file cost ~15 us CPU each).
+_entry_from_file = ctypes.CFUNCTYPE(
+    ctypes.c_int, ffi.c_archive_p, ffi.c_archive_entry_p, ctypes.c_int, ctypes.c_void_p)(
+    ("archive_read_disk_entry_from_file", ffi.libarchive))
+_entry_from_file.errcheck = ffi.check_int
+_copy_sourcepath = ctypes.CFUNCTYPE(None, ffi.c_archive_entry_p, ctypes.c_char_p)(
+    ("archive_entry_copy_sourcepath", ffi.libarchive))
+
+
+@contextlib.contextmanager
+def _disk_reader() -> Iterator[Any]:
+    """A disk reader without user/group name lookup (names come from OwnerNames)."""
+    read_p = ffi.read_disk_new()
+    try:
+        ffi.read_disk_set_behavior(read_p, 0)
+        yield read_p
+    finally:
+        ffi.read_free(read_p)
+
+
+def _read_metadata(read_p: Any, entry: ArchiveEntry, source: Path) -> None:
+    _copy_sourcepath(entry._entry_p, os.fsencode(source))
+    try:
+        _entry_from_file(read_p, entry._entry_p, -1, None)
+    except libarchive.ArchiveError as e:
+        if not os.path.lexists(source):
+            raise InputError(f"{source}: vanished while it was being archived") from None
+        raise InputError(f"{source}: cannot read its metadata: {e.msg}") from None
 
 
 class Sink:
@@ -201,20 +232,19 @@ class Sink:
             raise self.error
 
 
-def _write_member(write_p: Any, m: Member, sde: int, overrides: Sequence[Override],
-                  max_mode: Optional[int], index: dict[str, dict[str, Any]]) -> Optional[str]:
+def _write_member(write_p: Any, read_p: Any, m: Member, sde: int,
+                  overrides: Sequence[Override], max_mode: Optional[int],
+                  index: dict[str, dict[str, Any]], names: OwnerNames) -> Optional[str]:
     entry = ArchiveEntry(header_codec="utf-8")
-    with new_archive_read_disk(str(m.source), 0, True) as read_p:
-        r = ffi.read_next_header2(read_p, entry._entry_p)
-        if r == ffi.ARCHIVE_EOF:
-            raise InputError(f"{m.source}: vanished while it was being archived")
+    _read_metadata(read_p, entry, m.source)
     entry.pathname = m.rel
     mtime = entry.mtime or 0
     entry.mtime = min(int(mtime), sde)
     entry.atime = None
     entry.ctime = None
     entry.birthtime = None
-    _apply_overrides(entry, m.rel, overrides)
+    _name_owners(entry, names)
+    _apply_overrides(entry, m.rel, overrides, names)
     if max_mode is not None and entry.isreg:
         entry.perm = entry.perm & max_mode
     digest: Optional[str] = None

@@ -4,8 +4,10 @@ Packages come from the source root's rpmdb: the recipe selects them (names,
 globs, or everything not in the declared base), and each one must be found as an
 RPM file of the exact same NEVRA, with the same header digest, in the recipe's
 source directories. Configuration is what changed since install (rpm's verify
-data) plus the unpackaged files under the recipe's trees. The database and the
-secrets are captured as for a recipe build, from the same pipeline.
+data) plus the unpackaged files under the recipe's trees; their owners are
+named as the source root names them (its own etc/passwd and etc/group when it is
+not `/`, see bundler.owners), so the import can map them by name. The database
+and the secrets are captured as for a recipe build, from the same pipeline.
 """
 
 from __future__ import annotations
@@ -91,8 +93,8 @@ def plan(recipe: Recipe, source_root: Path, allow_missing: bool,
 
 def snapshot(recipe: Recipe, source_root: Path, out: Path, fmt: OutputFormat, *,
              force: bool = False, allow_missing: bool = False,
-             progress: Optional[Progress] = None) -> Result:
+             progress: Optional[Progress] = None, medium: Any = None) -> Result:
     progress = progress or Progress()
     planned, repo = plan(recipe, source_root.absolute(), allow_missing, progress)
     return build(planned, out, fmt, force=force, progress=progress,
-                 source_root=source_root.absolute(), repo_component=repo)
+                 source_root=source_root.absolute(), repo_component=repo, medium=medium)

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from bundler.archive import Walk, walk, write_tree
 from bundler.components import BuildContext
+from bundler.owners import OwnerNames
 from bundler.recipe import FileSet
 from installer.errors import InputError
 
@@ -42,6 +43,7 @@ def build(ctx: BuildContext) -> Optional[dict[str, Any]]:
     if not ctx.recipe.files:
         return None
     sets = []
+    names = OwnerNames(ctx.source_root)  # the source's users, not the build host's
     for fs, w in _walks(ctx):
         if w.problems:
             check(ctx)
@@ -49,7 +51,7 @@ def build(ctx: BuildContext) -> Optional[dict[str, Any]]:
         with ctx.progress.step(f"archiving file set {fs.name}", total=len(w.members)) as p, \
                 ctx.staging.open(rel) as out:
             index = write_tree(out.write, w.members, source_date_epoch=ctx.source_date_epoch,
-                               overrides=fs.overrides, advance=p.advance)
+                               overrides=fs.overrides, advance=p.advance, names=names)
         sets.append({
             "name": fs.name,
             "archive": rel,

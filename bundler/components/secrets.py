@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from bundler.archive import walk, write_tree
 from bundler.components import BuildContext
+from bundler.owners import OwnerNames
 from bundler.recipe import Secrets
 from installer.errors import InputError, ToolError
 
@@ -62,7 +63,7 @@ def build(ctx: BuildContext) -> Optional[dict[str, Any]]:
             ctx.staging.open(rel, mode=0o600) as out:
         if s.encrypt == "none":
             index = write_tree(out.write, w.members, source_date_epoch=ctx.source_date_epoch,
-                               advance=p.advance)
+                               advance=p.advance, names=OwnerNames(ctx.source_root))
         else:
             index = _encrypted(ctx, s, w.members, out.write, p.advance)
     # Secrets' hashes stay in the manifest (they reveal nothing of the content),
@@ -86,7 +87,7 @@ def _encrypted(ctx: BuildContext, s: Secrets, members: Any, write: Any,
     reader.start()
     try:
         index = write_tree(proc.stdin.write, members, source_date_epoch=ctx.source_date_epoch,
-                           advance=advance)
+                           advance=advance, names=OwnerNames(ctx.source_root))
     finally:
         proc.stdin.close()
     reader.join()

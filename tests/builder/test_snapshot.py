@@ -1,11 +1,14 @@
 """The snapshot round trip: a node made with dnf from the demo packages, with an
 edited %config file, unpackaged files and a key pair, is captured by
 `build.py snapshot` and brought back by `install import` into a fresh root; the
-package set and every captured file (content, mode, owner) are the same."""
+package set and every captured file (content, mode, owner) are the same.
+(With a database too: test_snapshot_db.py.) Owners of a prepared source root are
+named by that root's own passwd and group, never the build host's."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bundler import recipe as recipes
+from bundler.archive import read_entries
 from bundler.dnf import dnf_installroot, installed, rpm_root
 from bundler.output import OutputFormat
 from bundler.progress import Progress
@@ -52,7 +56,7 @@ exclude = ["*.tmp"]
 paths = ["etc/pki/demo"]
 """
 
-pytestmark = [pytest.mark.rpm, pytest.mark.root]
+pytestmark = [pytest.mark.root]
 
 
 def _base_root(root: Path, rpms: Path) -> Path:
@@ -107,6 +111,7 @@ def _file_facts(root: Path, rels: list[str]) -> dict[str, tuple[object, ...]]:
     return out
 
 
+@pytest.mark.rpm
 def test_snapshot_round_trip(node: Path, tmp_path: Path, demo_rpms: Path) -> None:  # noqa: F811
     bundle = snapshot(_recipe(tmp_path, demo_rpms), node, tmp_path / "bundle",
                       OutputFormat.dir, progress=Progress(quiet=True)).path
@@ -128,6 +133,7 @@ def test_snapshot_round_trip(node: Path, tmp_path: Path, demo_rpms: Path) -> Non
     assert not (target / "srv/demo/scratch.tmp").exists()
 
 
+@pytest.mark.rpm
 def test_missing_rpms_are_listed_at_once(node: Path, tmp_path: Path,
                                          demo_rpms: Path) -> None:  # noqa: F811
     partial = tmp_path / "partial"
@@ -143,6 +149,7 @@ def test_missing_rpms_are_listed_at_once(node: Path, tmp_path: Path,
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.rpm
 def test_cli_snapshot_refuses_an_existing_output(node: Path, tmp_path: Path,
                                                  demo_rpms: Path) -> None:  # noqa: F811
     path = tmp_path / "node.toml"
@@ -152,3 +159,92 @@ def test_cli_snapshot_refuses_an_existing_output(node: Path, tmp_path: Path,
                         "--source-root", str(node), "--out", str(tmp_path / "out")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "already exists" in r.stderr
+
+
+# uid 1 and 2 are daemon and bin on the Debian build host, bin and daemon on EL;
+# demoapp (4711) does not exist on the build host at all.
+EL_PASSWD = ("root:x:0:0:root:/root:/bin/bash\nbin:x:1:1:bin:/bin:/sbin/nologin\n"
+             "daemon:x:2:2:daemon:/sbin:/sbin/nologin\n"
+             "demoapp:x:4711:4711:demo app:/var/lib/demo:/sbin/nologin\n")
+EL_GROUP = "root:x:0:\nbin:x:1:\ndaemon:x:2:\ndemoapp:x:4711:\n"
+
+OWNERS_RECIPE = """
+[bundle]
+name = "owners"
+version = "1"
+distro = "rhel"
+distro_version = "9"
+source_date_epoch = 1767225600
+
+[[files]]
+name = "app"
+paths = ["srv/app"]
+
+[[files.override]]
+match = "srv/app/given.conf"
+owner = "demoapp"
+group = "daemon"
+"""
+
+
+def test_owners_are_named_by_the_source_roots_passwd(tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    (node / "etc").mkdir(parents=True)
+    (node / "etc/os-release").write_text(OS_RELEASE)
+    (node / "etc/passwd").write_text(EL_PASSWD)
+    (node / "etc/group").write_text(EL_GROUP)
+    app = node / "srv/app"
+    app.mkdir(parents=True)
+    for name, uid, gid in (("data.db", 4711, 4711), ("daemon.pid", 2, 2),
+                           ("orphan", 4242, 4242), ("given.conf", 0, 0)):
+        (app / name).write_text(name)
+        os.chown(app / name, uid, gid)
+    os.chown(app, 4711, 1)
+    recipe_path = tmp_path / "owners.toml"
+    recipe_path.write_text(OWNERS_RECIPE)
+    bundle = snapshot(recipes.load(recipe_path), node, tmp_path / "bundle", OutputFormat.dir,
+                      progress=Progress(quiet=True)).path
+
+    archived = {e.pathname.rstrip("/"): (e.uname or "", e.uid, e.gname or "", e.gid)
+                for e in read_entries(bundle / "files/app.tar.zst")}
+    assert archived == {
+        "srv/app": ("demoapp", 4711, "bin", 1),
+        "srv/app/data.db": ("demoapp", 4711, "demoapp", 4711),
+        "srv/app/daemon.pid": ("daemon", 2, "daemon", 2),  # "bin" on this host
+        "srv/app/orphan": ("", 4242, "", 4242),  # unnamed in the source: number only
+        "srv/app/given.conf": ("demoapp", 4711, "daemon", 2),  # override, by source names
+    }
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    index = manifest["components"]["filesets"]["sets"][0]["index"]
+    assert (index["srv/app/data.db"]["user"], index["srv/app/data.db"]["uid"]) == \
+        ("demoapp", 4711)
+
+    # The import maps the names through the target's own passwd and group.
+    target = tmp_path / "target"
+    (target / "etc").mkdir(parents=True)
+    (target / "etc/os-release").write_text(OS_RELEASE)
+    (target / "etc/passwd").write_text(EL_PASSWD.replace(":4711:4711:", ":5000:5001:"))
+    (target / "etc/group").write_text(EL_GROUP.replace(":4711:", ":5001:"))
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    r = subprocess.run([python, str(bundle / "install"), "import", "--root", str(target),
+                        "--unattended"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    owners = {name: (st.st_uid, st.st_gid) for name in ("data.db", "daemon.pid", "orphan",
+                                                        "given.conf")
+              for st in [os.lstat(target / "srv/app" / name)]}
+    assert owners == {"data.db": (5000, 5001), "daemon.pid": (2, 2), "orphan": (4242, 4242),
+                      "given.conf": (5000, 2)}
+
+
+def test_owner_names_of_a_root(tmp_path: Path) -> None:
+    from bundler.owners import OwnerNames
+
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text("# comment\n+nis::::::\nbin:x:1:1::/:/x\n"
+                                         "alias:x:1:1::/:/x\nbad:x:y:1::/:/x\n")
+    names = OwnerNames(tmp_path)
+    assert (names.user(1), names.uid("alias"), names.uid("bad"), names.user(0)) == \
+        ("bin", 1, None, None)
+    assert names.group(1) is None and names.gid("bin") is None  # no etc/group: numbers only
+    host = OwnerNames(Path("/"))
+    assert host.host and host.user(0) == "root" and host.uid("root") == 0
