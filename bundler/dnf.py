@@ -10,7 +10,6 @@ to its paths under --installroot.
 from __future__ import annotations
 
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,16 +42,23 @@ def dnf_installroot(root: Path, repo: Path, args: Sequence[str], *,
     and manifest vouch for its RPMs). `args` is the dnf command, e.g.
     ["install", "demo-app"]; `-y` is added.
     """
+    from installer.restore.packages import _scratch
+
     check_tool("dnf", hint="install it: apt-get install dnf")
-    with tempfile.TemporaryDirectory(prefix="satchel-dnf-home-") as home:
-        Path(home, ".rpmmacros").write_text(f"%_dbpath {DBPATH}\n", encoding="utf-8")
+    root = Path(root).resolve()
+    # dnf's cache in a scratch dir inside the root, named relative to it (dnf reads a
+    # --setopt cachedir as a host path: an absolute one wrote into the host's /var).
+    with _scratch(root) as scratch:
+        home = root / scratch / "home"
+        home.mkdir(mode=0o700)
+        (home / ".rpmmacros").write_text(f"%_dbpath {DBPATH}\n", encoding="utf-8")
         argv = [
             "dnf", f"--installroot={root}", f"--releasever={releasever}",
             "--setopt=reposdir=/nonexistent", "--disablerepo=*",
             f"--repofrompath={repo_id},file://{Path(repo).resolve()}",
             f"--enablerepo={repo_id}", "--nogpgcheck",
             "--setopt=install_weak_deps=False", "--setopt=keepcache=False",
-            "--setopt=cachedir=/var/cache/dnf",  # inside the root
+            f"--setopt=cachedir={scratch}/cache",
             "-y", *args,
         ]
-        return run(argv, env={"HOME": home}, capture=capture, check=check)
+        return run(argv, env={"HOME": str(home)}, capture=capture, check=check, cwd=root)

@@ -17,6 +17,8 @@ Method (also written into the JSON, `method`):
   shared between processes counts twice; GNU time's ~2 MiB is included).
 - bytes written: the apparent size of every regular file under the outputs after
   the run.
+- load: the 1-minute load average when the run started (other work on the machine
+  inflates wall times; compare it with the number of cores).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -42,6 +45,11 @@ class Command:
     env: dict[str, str] = field(default_factory=dict)
     cwd: Optional[Path] = None
     outputs: tuple[Path, ...] = ()  # removed before each run; their size is measured
+    # Run (untimed) after the outputs are removed, before each run: a fresh root,
+    # a fresh target database.
+    reset: Optional[Callable[[], None]] = None
+    # Run (untimed) after each run, with the run's log: what it left outside its outputs.
+    tidy: Optional[Callable[[Path], object]] = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class Sample:
     rss_max: int  # bytes
     rss_tree: int  # bytes
     written: int  # bytes
+    load: float = 0.0  # 1-minute load average at the start
 
 
 class CommandFailed(RuntimeError):
@@ -107,6 +116,7 @@ def run(cmd: Command, log: Path) -> Sample:
     env = {**os.environ, "LANG": "C.UTF-8", **cmd.env}
     rss_file = log.with_suffix(".maxrss")
     argv = [TIME, "-f", "%M", "-o", str(rss_file), *cmd.argv]
+    load = os.getloadavg()[0]
     with open(log, "wb") as out:
         started = time.monotonic()
         proc = subprocess.Popen(argv, env=env, cwd=cmd.cwd, stdin=subprocess.DEVNULL,
@@ -134,4 +144,4 @@ def run(cmd: Command, log: Path) -> Sample:
     rss_max = int(rss_file.read_text().split()[-1]) * 1024
     return Sample(wall=wall, cpu=usage.ru_utime + usage.ru_stime, user=usage.ru_utime,
                   sys=usage.ru_stime, rss_max=rss_max, rss_tree=max(peak[0], rss_max),
-                  written=size_of(cmd.outputs))
+                  written=size_of(cmd.outputs), load=load)

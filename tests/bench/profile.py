@@ -1,10 +1,11 @@
 """Where a satchel build spends its time: one in-process build under cProfile.
 
-    .venv/bin/python -m tests.bench.profile [--scale 16] [--top 25]
+    .venv/bin/python -m tests.bench.profile [--scale 16] [--job build|snapshot] [--top 25]
 
 Prints the wall time of each component (the database runs in its own thread,
-beside the others, as in a real build) and the cProfile of the main thread,
-by own time and by cumulative time. The cluster is always stopped.
+beside the others, as in a real build), for a snapshot also the planning before
+the pipeline (rpmdb, RPM lookup, changed files), and the cProfile of the main
+thread, by own time and by cumulative time. The cluster is always stopped.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from typing import Any, Optional
 
 import bundler.build as pipeline
 from bundler import recipe as recipes
+from bundler import snapshot as snapshots
 from bundler.output import OutputFormat
 from bundler.progress import Progress
-from tests.bench import generate, jobs
+from tests.bench import generate, jobs, roots
 
 
 class Timed:
@@ -36,10 +38,10 @@ class Timed:
         if hasattr(module, "check"):
             self.check = module.check
 
-    def build(self, ctx: Any) -> Any:
+    def build(self, ctx: Any, *args: Any, **kwargs: Any) -> Any:
         started = time.monotonic()
         try:
-            return self._module.build(ctx)
+            return self._module.build(ctx, *args, **kwargs)
         finally:
             self._times[self._name] = time.monotonic() - started
 
@@ -48,6 +50,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.profile")
     p.add_argument("--scale", type=float, default=16.0)
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--job", choices=("build", "snapshot"), default="build")
     args = p.parse_args(argv)
     node = generate.generate(args.scale)
     work = Path(tempfile.mkdtemp(prefix="satchel-bench-prof-", dir="/tmp"))
@@ -56,20 +59,30 @@ def main(argv: Optional[list[str]] = None) -> int:
     original = pipeline._components
     try:
         with generate.database(node.params, work / "pg") as db:
-            recipe = recipes.load(jobs.write_recipe(jobs.Bench(node, db, work)))
+            bench = jobs.Bench(node, db, work)
+            source: Optional[Path] = None
+            if args.job == "snapshot":
+                source = roots.source_root(work / "node", node)
+            recipe = recipes.load(jobs.write_recipe(
+                bench, work / "recipe.toml", tree=None if source else node.tree))
             pipeline._components = lambda *a: [
                 (name, Timed(name, module, times)) for name, module in original(*a)]
             prof = cProfile.Profile()
             started = time.monotonic()
             prof.enable()
+            repo = None
+            if source is not None:  # what bundler.snapshot.snapshot() does, timed
+                recipe, repo = snapshots.plan(recipe, source, False, Progress(quiet=True))
+                times["planning"] = time.monotonic() - started
             pipeline.build(recipe, work / "bundle", OutputFormat("dir"),
-                           progress=Progress(quiet=True))
+                           progress=Progress(quiet=True), source_root=source or Path("/"),
+                           repo_component=repo)
             prof.disable()
             total = time.monotonic() - started
     finally:
         pipeline._components = original
         shutil.rmtree(work, ignore_errors=True)
-    print(f"build at scale {args.scale:g}: {total:.2f}s wall")
+    print(f"{args.job} at scale {args.scale:g}: {total:.2f}s wall")
     for name, seconds in times.items():
         print(f"  {name:<10} {seconds:6.2f}s{'  (own thread)' if name == 'database' else ''}")
     for order in ("tottime", "cumtime"):

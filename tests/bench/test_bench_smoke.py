@@ -16,7 +16,7 @@ from tests.bench import jobs, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-NEEDED = ("rpmbuild", "createrepo_c", "zstd", "tar", "sha256sum")
+NEEDED = ("rpmbuild", "createrepo_c", "dnf", "zstd", "tar", "sha256sum")
 
 
 def test_harness_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -32,17 +32,22 @@ def test_harness_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert doc["machine"]["cores"] >= 1
     assert all(v for v in doc["machine"]["versions"].values())
     (scale,) = doc["scales"]
-    names = [make.__name__.removesuffix("_job").replace("_", "-") for make in jobs.JOBS]
+    names = [run.job_name(make) for make in jobs.JOBS]
     assert sorted(scale["jobs"]) == sorted(names)
+    assert {"build", "snapshot", "verify", "import"} <= set(names)
     for name, job in scale["jobs"].items():
+        assert "error" not in job, (name, job.get("error"))
         for side in ("satchel", "baseline"):
             figures = job[side]
             for figure in ("wall", "cpu", "rss_max", "rss_tree"):
                 assert figures[figure] > 0, (name, side, figure)
             assert len(figures["runs"]) == 1
         assert job["ratio"]["wall"] > 0
-    build = scale["jobs"]["build"]
-    assert build["satchel"]["written"] > 0 and build["baseline"]["written"] > 0
-    assert scale["bundle"]["ratio"] > 0
-    assert {t["target"].split()[0] for t in doc["targets"]} >= {"build", "verify", "bundle"}
-    assert "build" in capsys.readouterr().out  # the table
+    for name in ("build", "snapshot", "import"):  # bundles; imported roots
+        job = scale["jobs"][name]
+        assert job["satchel"]["written"] > 0 and job["baseline"]["written"] > 0, name
+    for name in ("build", "snapshot"):
+        assert scale["jobs"][name]["bundle"]["ratio"] > 0
+    assert {t["target"].split()[0] for t in doc["targets"]} >= {
+        "build", "snapshot", "verify", "import"}
+    assert "import" in capsys.readouterr().out  # the table
