@@ -501,10 +501,14 @@ class InstallPackages(TransactionElement):
     """
 
     def __init__(self, bundle: Path, manifest: Dict[str, Any],
-                 step_id: Optional[str] = "packages") -> None:
+                 step_id: Optional[str] = "packages",
+                 planned: Optional[Tuple[Set[str], PackagePlan]] = None) -> None:
         self.bundle = Path(bundle)
         self.manifest = manifest
         self.step_id = step_id
+        # The validation's plan and the rpmdb it was made against: reused when the
+        # rpmdb is still the same (saves a second dnf test transaction).
+        self.planned = planned
         self.plan: Optional[PackagePlan] = None
         self.before: Set[str] = set()
         self.added: List[str] = []
@@ -520,7 +524,10 @@ class InstallPackages(TransactionElement):
         root = self.txn.root
         # Before the plan: a plan of signed packages imports the bundle's keys.
         self.before = {i.nevra for i in installed(root)}
-        self.plan = plan(root, self.bundle, self.manifest)
+        if self.planned is not None and self.planned[0] == self.before:
+            self.plan = self.planned[1]
+        else:
+            self.plan = plan(root, self.bundle, self.manifest)
         started = self.txn.journal.started(self.step_id) if self.step_id else None
         if isinstance(started, dict):  # a run killed while dnf ran: what it started from
             self.earlier = started

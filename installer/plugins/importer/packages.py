@@ -8,7 +8,7 @@ from __future__ import annotations
 from installer import engine
 from installer.engine import Stages
 from installer.restore import bundleinfo
-from installer.restore.packages import InstallPackages, plan
+from installer.restore.packages import InstallPackages, installed, plan
 
 
 class Plugin(engine.PluginBase):
@@ -20,6 +20,7 @@ class Plugin(engine.PluginBase):
     def _plan(self) -> None:
         p = plan(self.root, bundleinfo.bundle_dir(self.bundle),
                  bundleinfo.manifest(self.bundle))
+        self._planned = ({i.nevra for i in installed(self.root)}, p)
         for line in p.lines():
             self.plan(f"package: {line}")
         if p.nothing_to_do:
@@ -30,4 +31,5 @@ class Plugin(engine.PluginBase):
     def _install(self) -> None:
         self.transaction.append(InstallPackages(bundleinfo.bundle_dir(self.bundle),
                                                 bundleinfo.manifest(self.bundle),
-                                                step_id="packages"))
+                                                step_id="packages",
+                                                planned=getattr(self, "_planned", None)))
