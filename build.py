@@ -58,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="machine-readable output")
 
     v = sub.add_parser("verify", help="check every checksum of a bundle")
-    v.add_argument("bundle", type=Path, help="a bundle directory, .tar.zst or .iso")
+    v.add_argument("bundle", type=Path, nargs="+",
+                   help="a bundle directory, .tar.zst or .iso; or volumes of a "
+                        "multi-volume bundle (directories or .iso, one or all)")
     v.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
@@ -71,6 +73,28 @@ def _output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing output")
     p.add_argument("--json", action="store_true",
                    help="print the result as JSON on stdout; progress as JSON lines on stderr")
+    p.add_argument("--medium", choices=["usb", "dvd", "dvd-dl", "bd"],
+                   help="write volumes sized for this medium (usb: one volume, files over "
+                        "4 GiB - 1 split; discs: 4.7 GB, 8.5 GB, 25 GB per volume)")
+    p.add_argument("--split-size", type=_size, metavar="SIZE",
+                   help="at most SIZE per volume (700M, 4G = powers of 1024; 4GB = of 1000; "
+                        "or bytes)")
+
+
+def _size(text: str) -> int:
+    from bundler.media import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _medium(args: argparse.Namespace) -> Any:
+    from bundler.media import medium_for
+
+    return medium_for(args.medium, args.split_size, iso=args.format == "iso",
+                      archive=args.format == "tar")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -79,9 +103,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     from bundler.output import OutputFormat
     from bundler.progress import Progress
 
+    medium = _medium(args)
     r = recipes.load(args.recipe)
     result = build(r, args.out, OutputFormat(args.format), force=args.force,
-                   progress=Progress(json_lines=args.json))
+                   progress=Progress(json_lines=args.json), medium=medium)
     return _report(args, result)
 
 
@@ -90,8 +115,14 @@ def _report(args: argparse.Namespace, result: Any) -> int:
     if args.json:
         json.dump({"bundle": str(result.path), "format": result.format.value,
                    "files": len(files), "size": sum(f["size"] for f in files),
-                   "seconds": round(result.seconds, 3)}, sys.stdout)
+                   "seconds": round(result.seconds, 3),
+                   "volumes": [str(v) for v in result.volumes]}, sys.stdout)
         sys.stdout.write("\n")
+    elif len(result.volumes) > 1:
+        print(f"bundle written to {len(result.volumes)} volumes ({len(files)} files, "
+              f"{result.seconds:.1f}s):")
+        for v in result.volumes:
+            print(f"  {v}")
     else:
         print(f"bundle written to {result.path} ({len(files)} files, "
               f"{result.seconds:.1f}s)")
@@ -104,10 +135,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from bundler.progress import Progress
     from bundler.snapshot import snapshot
 
+    medium = _medium(args)
     r = recipes.load(args.recipe)
     result = snapshot(r, args.source_root, args.out, OutputFormat(args.format),
                       force=args.force, allow_missing=args.allow_missing,
-                      progress=Progress(json_lines=args.json))
+                      progress=Progress(json_lines=args.json), medium=medium)
     return _report(args, result)
 
 
@@ -132,14 +164,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from bundler.verify import verify
 
-    report = verify(args.bundle)
+    report = verify(*args.bundle)
+    needed = getattr(report, "needed", None)  # volumes of the set not given
     if args.json:
         json.dump({"ok": report.ok, "checked": report.checked, "bytes": report.bytes,
                    "missing": report.missing, "altered": report.altered,
-                   "extra": report.extra, "problems": report.problems}, sys.stdout)
+                   "extra": report.extra, "problems": report.problems,
+                   **({"needed": needed} if needed is not None else {})}, sys.stdout)
         sys.stdout.write("\n")
+    elif needed is not None:
+        from installer.restore.volumes import print_report
+
+        return print_report(report)  # type: ignore[arg-type]
     elif report.ok:
-        print(f"OK: {report.checked} files verified in {args.bundle}")
+        print(f"OK: {report.checked} files verified in {args.bundle[0]}")
     else:
         for line in report.lines():
             print(f"FAILED: {line}", file=sys.stderr)

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from bundler import media
 from bundler.components import BuildContext
-from bundler.output import OutputFormat, publish
+from bundler.media import Medium
+from bundler.output import OutputFormat, existing_outputs, publish, publish_volumes
 from bundler.progress import Progress
 from bundler.recipe import Recipe
 from bundler.staging import Staging
@@ -40,6 +42,7 @@ class Result:
     format: OutputFormat
     manifest: dict[str, Any]
     seconds: float
+    volumes: tuple[Path, ...] = ()  # every volume, when built for a medium
 
 
 def source_date_epoch(recipe: Recipe) -> int:
@@ -95,12 +98,15 @@ def _components(repo: Any = None) -> list[tuple[str, Any]]:
 def build(recipe: Recipe, out: Path, fmt: OutputFormat, *, force: bool = False,
           progress: Optional[Progress] = None, source_root: Path = Path("/"),
           prepare: Optional[Callable[[BuildContext], None]] = None,
-          repo_component: Any = None) -> Result:
+          repo_component: Any = None, medium: Optional[Medium] = None) -> Result:
     started = time.monotonic()
     progress = progress or Progress()
     out = output_path(out.absolute(), fmt)
     if (out.exists() or out.is_symlink()) and not force:
         raise InputError(f"{out} already exists", hint="use --force to replace it")
+    if medium is not None and existing_outputs(out, fmt) and not force:
+        raise InputError(f"{existing_outputs(out, fmt)[0]} already exists",
+                         hint="use --force to replace it")
     if not out.parent.is_dir():
         raise InputError(f"{out.parent}: the output's directory does not exist")
     sde = source_date_epoch(recipe)
@@ -127,9 +133,16 @@ def build(recipe: Recipe, out: Path, fmt: OutputFormat, *, force: bool = False,
                 sections[name] = json.loads(json.dumps(dict(recipe.plugins[name])))
         from bundler import manifest
         doc = manifest.write(ctx, sections, socket.gethostname())
-        final = publish(staging_dir, out, fmt, label=recipe.bundle.label,
-                        top=f"{recipe.bundle.name}-{recipe.bundle.version}", sde=sde,
-                        progress=progress, force=force)
+        volumes: tuple[Path, ...] = ()
+        if medium is not None:  # the whole layout first: a medium too small writes nothing
+            layout = media.plan(staging_dir, doc, medium, recipe.bundle.label)
+            volumes = tuple(publish_volumes(staging_dir, layout, out, fmt, sde=sde,
+                                            progress=progress, force=force))
+            final = volumes[0]
+        else:
+            final = publish(staging_dir, out, fmt, label=recipe.bundle.label,
+                            top=f"{recipe.bundle.name}-{recipe.bundle.version}", sde=sde,
+                            progress=progress, force=force)
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise SatchelError(f"out of disk space while building {out.name}; "
@@ -140,7 +153,7 @@ def build(recipe: Recipe, out: Path, fmt: OutputFormat, *, force: bool = False,
         if staging_dir.exists():
             shutil.rmtree(staging_dir, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
-    return Result(final, fmt, doc, time.monotonic() - started)
+    return Result(final, fmt, doc, time.monotonic() - started, volumes)
 
 
 def _build_components(ctx: BuildContext, components: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, Dict, List, Optional, Sequence, TextIO
 
 from installer import BUNDLE_FORMAT
 from installer.errors import InputError
@@ -26,8 +26,10 @@ from installer.errors import InputError
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
 SIGNATURE = "manifest.json.sig"
-# Files that are not listed in SHA256SUMS (they vouch for it, or for the manifest).
-META_FILES = frozenset({MANIFEST, SUMS, SIGNATURE})
+VOLUME = "volume.json"  # a volume of a multi-volume set (installer/restore/volumes.py)
+# Files that are not listed in SHA256SUMS (they vouch for it, or for the manifest,
+# or describe one volume of a set).
+META_FILES = frozenset({MANIFEST, SUMS, SIGNATURE, VOLUME})
 CHUNK = 1 << 20
 
 
@@ -219,8 +221,21 @@ def print_summary(s: Dict[str, Any], out: TextIO = sys.stdout) -> None:
           f"{d['server_version']}\n")
 
 
-def verify_bundle(path: Path) -> int:
-    """`install verify`: exit 0 when every checksum holds, else name each problem."""
+def verify_bundle(path: Path, more: Sequence[Path] = ()) -> int:
+    """`install verify`: exit 0 when every checksum holds, else name each problem.
+
+    A volume of a multi-volume set (or several: `more`) is verified as such, and
+    the volumes the set still needs are named."""
+    if (Path(path) / VOLUME).is_file() or more:
+        from installer.restore import volumes
+
+        vols = []
+        for p in (Path(path), *more):
+            vol = volumes.read_volume(p)
+            if vol is None:
+                raise InputError(f"{p}: not a volume of a satchel set (no {VOLUME})")
+            vols.append(vol)
+        return volumes.print_report(volumes.verify_volumes(vols))
     report = verify_dir(Path(path))
     if report.ok:
         print(f"OK: {report.checked} files, {_human(report.bytes)} verified")

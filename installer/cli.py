@@ -183,6 +183,11 @@ def build_parser(words: Sequence[str] = ()
                            epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
         if not action.verbs:
             readers[action.name] = _engine_options(p, action)
+            if action.name == "import":
+                p.add_argument("--volume", action="append", default=[], metavar="DIR",
+                               help="another volume of a multi-volume bundle (a mount point "
+                                    "or directory); repeat for each; volumes not given are "
+                                    "asked for, unless --unattended")
             continue
         verbs = p.add_subparsers(dest="verb", metavar="VERB")
         verbs.required = True
@@ -207,8 +212,13 @@ BUNDLE_ACTIONS = {"verify": "check every checksum of the bundle (SHA256SUMS, via
 
 
 def _bundle_options(p: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    p.add_argument("path", nargs="?", metavar="BUNDLE",
-                   help="bundle directory (default: the one this program runs from)")
+    if name == "verify":
+        p.add_argument("path", nargs="*", metavar="BUNDLE",
+                       help="bundle directory (default: the one this program runs from); "
+                            "for a multi-volume bundle, one or more of its volumes")
+    else:
+        p.add_argument("path", nargs="?", metavar="BUNDLE",
+                       help="bundle directory (default: the one this program runs from)")
     p.add_argument("--bundle", metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     if name == "inspect":
@@ -233,7 +243,8 @@ def _bundle_main(words: Sequence[str]) -> int:
 
 
 def _bundle_action(args: argparse.Namespace) -> int:
-    path = find_bundle(args.path or args.bundle)
+    paths = args.path if isinstance(args.path, list) else [args.path] if args.path else []
+    path = find_bundle(paths[0] if paths else args.bundle)
     if path is None:
         from installer.errors import InputError
 
@@ -241,7 +252,7 @@ def _bundle_action(args: argparse.Namespace) -> int:
     from installer import bundle  # the lead's module; imported only here
 
     if args.action == "verify":
-        result = bundle.verify_bundle(path)
+        result = bundle.verify_bundle(path, [pathlib.Path(p) for p in paths[1:]])
     else:
         result = bundle.inspect_bundle(path, args.json)
     return result if isinstance(result, int) else 0
@@ -254,13 +265,54 @@ def _engine_action(args: argparse.Namespace, readers: List[Callable[..., Any]]) 
     for read in readers:
         settings.extend(f"{k}={v}" for k, v in (read(args) or {}).items())
     settings.extend(args.settings)
-    runner = Runner(
-        args.action, root=args.root, plugin_dirs=args.plugin_dir, answers=args.answers,
-        settings=settings, unattended=args.unattended, dialog=args.dialog,
-        dry_run=args.dry_run, log_file=args.log, debug=args.debug,
-        bundle=find_bundle(args.bundle), generate_answer=args.generate_answer,
-        generate_answer_secrets=args.generate_answer_secrets)
-    return runner.run()
+    bundle = find_bundle(args.bundle)
+    # A volume of a multi-volume bundle: every volume, read in place through a view.
+    view = _volume_view(bundle, args) if args.action == "import" and bundle else None
+    runner_bundle = view.path if view else bundle
+    try:
+        from installer import followup
+
+        runner = Runner(
+            args.action, root=args.root, plugin_dirs=args.plugin_dir, answers=args.answers,
+            settings=settings, unattended=args.unattended, dialog=args.dialog,
+            dry_run=args.dry_run, log_file=args.log, debug=args.debug,
+            bundle=runner_bundle, generate_answer=args.generate_answer,
+            generate_answer_secrets=args.generate_answer_secrets,
+            foreign_keys=followup.import_foreign_keys(runner_bundle)
+            if args.action == "import" else ())
+        code = runner.run()
+        if code == 0 and args.action == "import":  # setup, when the recipe asks for it
+            code = followup.setup_after_import(args, settings, runner.bundle)
+        return code
+    finally:
+        if view is not None:
+            view.close()
+
+
+def _volume_view(bundle: pathlib.Path, args: argparse.Namespace) -> Any:
+    """The volumes of a multi-volume bundle (from --volume, else asked for when a
+    human is at the terminal) as one read-only view; None for a plain bundle."""
+    from installer.restore import volumes
+
+    if not volumes.is_volume(bundle):
+        if args.volume:
+            from installer.errors import InputError
+
+            raise InputError(f"{bundle} is a single-volume bundle; --volume is for the "
+                             "volumes of a multi-volume bundle")
+        return None
+    from installer.restore.volview import View
+
+    interactive = not args.unattended and args.dialog == "human" and sys.stdin.isatty()
+    vols = volumes.collect(bundle, [pathlib.Path(p) for p in args.volume],
+                           ask=_ask if interactive else None)
+    return View(vols)
+
+
+def _ask(prompt: str) -> str:
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    return sys.stdin.readline()
 
 
 def entry() -> None:
