@@ -7,6 +7,7 @@ named by that root's own passwd and group, never the build host's."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,11 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import libarchive
 import pytest
 
 from bundler import recipe as recipes
 from bundler.archive import read_entries
 from bundler.dnf import dnf_installroot, installed, rpm_root
+from bundler.media import medium_for, parse_size
 from bundler.output import OutputFormat
 from bundler.progress import Progress
 from bundler.snapshot import snapshot
@@ -248,3 +251,36 @@ def test_owner_names_of_a_root(tmp_path: Path) -> None:
     assert names.group(1) is None and names.gid("bin") is None  # no etc/group: numbers only
     host = OwnerNames(Path("/"))
     assert host.host and host.user(0) == "root" and host.uid("root") == 0
+
+
+@pytest.mark.rpm
+def test_snapshot_round_trip_through_iso_volumes(node: Path, tmp_path: Path,
+                                                 demo_rpms: Path) -> None:  # noqa: F811
+    """The same node snapshotted onto ISO volumes of a small split size, each read
+    like a mounted disc, imported from all of them: the same packages and files."""
+    result = snapshot(_recipe(tmp_path, demo_rpms), node, tmp_path / "node", OutputFormat.iso,
+                      progress=Progress(quiet=True),
+                      medium=medium_for(None, parse_size("512K"), iso=True))
+    images = sorted(tmp_path.glob("node.vol*.iso"))
+    assert len(images) >= 2, result
+    discs = []
+    for image in images:  # "mount" each disc: read the image into a directory
+        disc = tmp_path / image.name.replace(".iso", "")
+        disc.mkdir()
+        with contextlib.chdir(disc):
+            libarchive.extract_file(str(image))
+        discs.append(disc)
+
+    target = _base_root(tmp_path / "target", demo_rpms)
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    argv = [python, str(discs[-1] / "install"), "import", "--root", str(target),
+            "--unattended"]
+    for disc in discs[:-1]:
+        argv += ["--volume", str(disc)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    assert installed(target) == installed(node)
+    rels = ["etc/demo/app.conf", "etc/demo/local.conf", "srv/demo/records.db",
+            "etc/pki/demo/node.key", "etc/pki/demo/node.crt", "usr/bin/demo-app"]
+    assert _file_facts(target, rels) == _file_facts(node, rels)
