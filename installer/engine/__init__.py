@@ -7,7 +7,14 @@ Standard library only, Python 3.9+. Plugins use the names re-exported here.
 from installer.engine.actions import ACTIONS, Action, groups_of
 from installer.engine.context import Context
 from installer.engine.dialog import Dialog, HumanDialog, MachineDialog
-from installer.engine.elements import CallbackElement, FileRemove, FileWrite, MakeDirs, Symlink
+from installer.engine.elements import (
+    CallbackElement,
+    FileRemove,
+    FileWrite,
+    MakeDirs,
+    SecretFileWrite,
+    Symlink,
+)
 from installer.engine.environment import Environment
 from installer.engine.journal import Journal
 from installer.engine.keys import Key, parse_bool
@@ -55,6 +62,7 @@ __all__ = [
     "RollbackIncomplete",
     "RunLock",
     "Runner",
+    "SecretFileWrite",
     "Stages",
     "StateRegistry",
     "Symlink",

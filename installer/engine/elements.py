@@ -181,6 +181,22 @@ class FileWrite(_Replacing):
         return out
 
 
+class SecretFileWrite(FileWrite):
+    """A FileWrite of secret content (a password file, credentials): its state record
+    carries no sha256 of the secret, and it is marked `secret`."""
+
+    def describe(self) -> str:
+        return f"write {self.path} (secret, mode {self.mode or 0:04o})"
+
+    def records(self) -> List[Dict[str, Any]]:
+        out = super().records()
+        for rec in out:
+            if rec.get("kind") == "file":
+                rec["sha256"] = None
+                rec["secret"] = True
+        return out
+
+
 class FileRemove(_Replacing):
     """Remove a file or symlink (missing is fine); undo puts it back as it was."""
 

@@ -16,6 +16,7 @@ import io
 import json
 import shutil
 import tomllib
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,29 @@ def run_setup() -> RunSetup:
         code = runner.run()
         return code, runner, out.getvalue()
     return run
+
+
+@pytest.fixture
+def db_names(pg_cluster: Cluster, drop_databases: list[str]) -> Iterator[dict[str, str]]:
+    """SETUP_DB/database and SETUP_DB/user unique to the test; both dropped afterwards."""
+    tag = uuid.uuid4().hex[:10]
+    out = {"SETUP_DB/database": f"engine_{tag}", "SETUP_DB/user": f"engine_{tag}"}
+    drop_databases.append(out["SETUP_DB/database"])
+    yield out
+    pg_cluster.drop_database(out["SETUP_DB/database"])
+    pg_cluster.drop_database(out["SETUP_DB/database"] + "_check")
+    conn = pg_cluster.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP ROLE IF EXISTS "{out["SETUP_DB/user"]}"')
+    finally:
+        conn.close()
+
+
+def skip_engine_state(rel: str) -> bool:
+    """Tree comparisons leave out the engine's own: logs, the lock, its backups."""
+    return rel == "var/log" or rel.startswith(("var/log/satchel", "var/lib/satchel/backup",
+                                               "var/lib/satchel/lock"))
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import re
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import pytest
 
 from bundler.pgcluster import Cluster
 from installer.plugins.setup import _dbschema
-from tests.setup.conftest import engine_section
+from tests.setup.conftest import engine_section, skip_engine_state
 from tests.treesnap import tree
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rpm, pytest.mark.slow]
@@ -29,27 +27,12 @@ CONFIG = "etc/engine/engine.conf.d/10-setup-database.conf"
 PGPASS = "root/.pgpass"
 
 
-def _skip(rel: str) -> bool:
-    """The engine's own: logs, the lock, its backups of replaced files."""
-    return rel == "var/log" or rel.startswith(("var/log/satchel", "var/lib/satchel/backup",
-                                               "var/lib/satchel/lock"))
+_skip = skip_engine_state
 
 
 @pytest.fixture
-def names(pg_cluster: Cluster, drop_databases: list[str]) -> Iterator[dict[str, str]]:
-    """A database and a role unique to the test, dropped afterwards."""
-    tag = uuid.uuid4().hex[:10]
-    out = {"SETUP_DB/database": f"engine_{tag}", "SETUP_DB/user": f"engine_{tag}"}
-    drop_databases.append(out["SETUP_DB/database"])
-    yield out
-    pg_cluster.drop_database(out["SETUP_DB/database"])
-    pg_cluster.drop_database(out["SETUP_DB/database"] + "_check")
-    conn = pg_cluster.connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP ROLE IF EXISTS "{out["SETUP_DB/user"]}"')
-    finally:
-        conn.close()
+def names(db_names: dict[str, str]) -> dict[str, str]:
+    return db_names
 
 
 def section(**database: Any) -> dict[str, Any]:

@@ -6,8 +6,6 @@ database."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,30 +13,18 @@ import pytest
 
 from bundler.pgcluster import Cluster
 from installer.plugins.setup import options, pgtune
-from tests.setup.conftest import engine_section
+from tests.setup.conftest import engine_section, skip_engine_state
 from tests.treesnap import tree
 
 CONF = "var/lib/pgsql/data/postgresql.conf"
 
 
-def _skip(rel: str) -> bool:
-    return rel == "var/log" or rel.startswith(("var/log/satchel", "var/lib/satchel/backup",
-                                               "var/lib/satchel/lock"))
+_skip = skip_engine_state
 
 
 @pytest.fixture
-def names(pg_cluster: Cluster, drop_databases: list[str]) -> Iterator[dict[str, str]]:
-    tag = uuid.uuid4().hex[:10]
-    out = {"SETUP_DB/database": f"engine_{tag}", "SETUP_DB/user": f"engine_{tag}"}
-    drop_databases.append(out["SETUP_DB/database"])
-    yield out
-    pg_cluster.drop_database(out["SETUP_DB/database"])
-    conn = pg_cluster.connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP ROLE IF EXISTS "{out["SETUP_DB/user"]}"')
-    finally:
-        conn.close()
+def names(db_names: dict[str, str]) -> dict[str, str]:
+    return db_names
 
 
 def snapshot(pg: Cluster, db: str) -> tuple[Any, ...]:

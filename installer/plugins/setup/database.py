@@ -475,7 +475,7 @@ class Plugin(engine.PluginBase):
         data = pgpass_update(old.decode("utf-8", "replace") if old is not None else None,
                              plan.app.host, plan.app.port, plan.database, plan.user, password)
         if not unchanged(self, pgpass, data, 0o600, "root", "root"):
-            self.transaction.append(SecretFileWrite(pgpass, data, mode=0o600, owner="root",
+            self.transaction.append(engine.SecretFileWrite(pgpass, data, mode=0o600, owner="root",
                                                     group="root"))
         config = section["config"]
         text = self._config_text(plan, self._ciphertext(config, password))
@@ -536,19 +536,3 @@ def _host_ok(host: Optional[str]) -> bool:
 
 def _quote(value: str) -> str:
     return re.sub(r'(["\\$`])', r"\\\1", value)
-
-
-class SecretFileWrite(engine.FileWrite):
-    """A FileWrite whose state record carries no sha256 of its secret content."""
-
-    def describe(self) -> str:
-        return f"write {self.path} (password file, mode {self.mode or 0:04o})"
-
-    def records(self) -> List[Dict[str, Any]]:
-        out = super().records()
-        for rec in out:
-            if rec.get("kind") == "file":
-                rec["sha256"] = None
-                rec["secret"] = True
-        return out
-

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import pathlib
 import stat
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from installer import engine
 from installer.engine import Stages
@@ -58,19 +58,6 @@ KEYS = (
 Change = Tuple[str, Callable[[], object]]
 
 
-class SecretFileWrite(engine.FileWrite):
-    """A FileWrite whose state record carries no sha256 of the secret content."""
-
-    def describe(self) -> str:
-        return f"write {self.path} (credentials, mode {self.mode or 0:04o})"
-
-    def records(self) -> List[Dict[str, Any]]:
-        out = super().records()
-        for rec in out:
-            if rec.get("kind") == "file":
-                rec["sha256"] = None
-                rec["secret"] = True
-        return out
 
 
 class Plugin(engine.PluginBase):
@@ -186,7 +173,7 @@ class Plugin(engine.PluginBase):
         if not _same(self.resolve(auth), secret.encode("utf-8"), 0o600, uid, gid):
             data = secret.encode("utf-8")
             out.append((f"write the credentials file {auth} (mode 0600, owner {who})",
-                        lambda: tx.append(SecretFileWrite(auth, data, mode=0o600, owner=uid,
+                        lambda: tx.append(engine.SecretFileWrite(auth, data, mode=0o600, owner=uid,
                                                           group=gid,
                                                           step_id="vmcatcher.credentials"))))
 
