@@ -14,7 +14,6 @@ mode, symlink target) with the files under source_root, like `rpm -V`.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import os
 import stat
@@ -26,6 +25,7 @@ from typing import Any, Optional
 import rpm
 
 from bundler.components.rpm_repo import Rpm, read_header, rpm_from_header
+from installer.bundle import file_digest
 from installer.errors import InputError
 
 log = logging.getLogger("satchel")
@@ -33,7 +33,6 @@ log = logging.getLogger("satchel")
 DBPATH = "/var/lib/rpm"
 # rpm's PGPHASHALGO numbers -> hashlib names (RPMTAG_FILEDIGESTALGO)
 DIGEST_ALGOS = {1: "md5", 2: "sha1", 8: "sha256", 9: "sha384", 10: "sha512", 11: "sha224"}
-CHUNK = 1 << 20
 
 
 def _text(value: Any) -> str:
@@ -197,16 +196,6 @@ def find_rpms(selected: Sequence[InstalledPkg], sources: Sequence[Path],
     return Found(found, missing, warnings)
 
 
-def _digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(CHUNK)
-            if not chunk:
-                break
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _differs(host: Path, st: os.stat_result, f: Any, algo: str) -> bool:
     if stat.S_IFMT(st.st_mode) != stat.S_IFMT(f.mode):
@@ -218,7 +207,7 @@ def _differs(host: Path, st: os.stat_result, f: Any, algo: str) -> bool:
     if stat.S_IMODE(st.st_mode) != stat.S_IMODE(f.mode):
         return True
     return stat.S_ISREG(st.st_mode) and (
-        st.st_size != f.size or _digest(host, algo) != f.digest)
+        st.st_size != f.size or file_digest(host, algo) != f.digest)
 
 
 def changed_files(source_root: Path, pkg: InstalledPkg) -> list[str]:

@@ -119,7 +119,12 @@ def compare(manifest_bytes: Optional[bytes], sums_bytes: Optional[bytes],
 
 def sha256_file(path: Path) -> str:
     """The sha256 of a file, read in 1 MiB chunks (the engine's fsutil uses it too)."""
-    h = hashlib.sha256()
+    return file_digest(path, "sha256")
+
+
+def file_digest(path: Path, algo: str) -> str:
+    """The hex digest of a file with hashlib algorithm `algo`, read in 1 MiB chunks."""
+    h = hashlib.new(algo)
     with open(path, "rb") as f:
         while True:
             chunk = f.read(CHUNK)

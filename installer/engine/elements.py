@@ -21,16 +21,6 @@ PathArg = Union[str, pathlib.PurePath]
 Owner = Union[str, int, None]
 
 
-def _missing_dirs(path: pathlib.Path) -> List[pathlib.Path]:
-    """Directories from the first missing ancestor down to `path` itself."""
-    missing = []
-    while not os.path.lexists(path):
-        missing.append(path)
-        path = path.parent
-    if not path.is_dir():
-        raise InputError(f"{path} exists and is not a directory")
-    return list(reversed(missing))
-
 
 def _remove_dirs(created: List[pathlib.Path]) -> None:
     for d in reversed(created):
@@ -57,7 +47,7 @@ class MakeDirs(TransactionElement):
         self.host = self.txn.resolve(self.path)
         self.uid = uid_of(self.txn.root, self.owner)
         self.gid = gid_of(self.txn.root, self.group)
-        self._todo = _missing_dirs(self.host)
+        self._todo = fsutil.missing_dirs(self.host)
 
     def commit(self) -> None:
         for d in self._todo:
@@ -142,7 +132,7 @@ class FileWrite(_Replacing):
         root = self.txn.root
         self.host = self.txn.resolve(self.path)
         self.target = target_path(root, self.host)
-        self.parents = _missing_dirs(self.host.parent)
+        self.parents = fsutil.missing_dirs(self.host.parent)
         self._save_old()
         old = os.stat(self.host) if self.backup else None
         mode = self.mode if self.mode is not None else (

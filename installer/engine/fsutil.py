@@ -10,14 +10,28 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from typing import Optional
+from typing import List, Optional
 
 from installer.bundle import sha256_file as sha256_file  # one implementation, re-exported
+from installer.errors import InputError
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
+
+
+def missing_dirs(path: pathlib.Path) -> List[pathlib.Path]:
+    """The directories to create for `path` to exist: from the first missing
+    ancestor down to `path` itself (empty when it exists). An existing ancestor
+    that is not a directory is an InputError."""
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = path.parent
+    if not path.is_dir():
+        raise InputError(f"{path} exists and is not a directory")
+    return list(reversed(missing))
 
 
 def fsync_dir(path: pathlib.Path) -> None:

@@ -270,11 +270,7 @@ class ExtractSet(TransactionElement):
         return sorted(out)
 
     def _make_parents(self, root: Path, path: Path) -> None:
-        missing = []
-        while not path.exists():
-            missing.append(path)
-            path = path.parent
-        for d in reversed(missing):
+        for d in fsutil.missing_dirs(path):
             os.mkdir(d, 0o755)
             self.parents.append(Change(str(d.relative_to(root)), "dir", "create",
                                        mode=0o755, applied=True))

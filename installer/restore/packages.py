@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+from installer.engine.fsutil import missing_dirs
 from installer.engine.process import check_tool, run
 from installer.engine.transaction import TransactionElement
 from installer.errors import InputError, RefusedError, SatchelError, ToolError
@@ -295,12 +296,8 @@ def _scratch(root: Path) -> Iterator[str]:
     the installroot; a relative path, resolved from the root, is the same place
     both ways (an absolute one left directories in the host's /var/tmp)."""
     parent = root / SCRATCH_PARENT
-    created = []
-    p = parent
-    while not p.exists():
-        created.append(p)
-        p = p.parent
-    for d in reversed(created):
+    created = missing_dirs(parent)
+    for d in created:
         d.mkdir(mode=0o700 if d == parent else 0o755)
     _remove_stale_scratch(parent)
     host = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent))

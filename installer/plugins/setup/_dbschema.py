@@ -33,6 +33,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from installer.engine.fsutil import missing_dirs
 from installer.engine.process import run
 from installer.engine.transaction import TransactionElement
 from installer.errors import InputError, RefusedError, SatchelError, ToolError
@@ -343,12 +344,7 @@ class SchemaChange(TransactionElement):
     def _dump(self) -> None:
         p = self.plan
         assert p.admin is not None and p.tools is not None and p.backup_dir is not None
-        d = p.backup_dir
-        missing = []
-        while not d.exists():
-            missing.append(d)
-            d = d.parent
-        for d in reversed(missing):
+        for d in missing_dirs(p.backup_dir):
             os.mkdir(d, 0o700)
             self.made_dirs.append(d)
         name = backup_name(p.database)
