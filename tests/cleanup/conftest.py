@@ -14,6 +14,7 @@ import pytest
 from bundler.pgcluster import Cluster
 from installer import engine
 from tests.setup.conftest import (  # noqa: F401  (fixtures, re-exported)
+    db_names,
     db_settings,
     drop_databases,
     engine_root,
@@ -21,20 +22,16 @@ from tests.setup.conftest import (  # noqa: F401  (fixtures, re-exported)
     engine_rpms,
     run_setup,
     setup_config,
+    skip_engine_state,
 )
+from tests.setup.conftest import drop_role as drop_role
 from tests.treesnap import Snapshot, tree
 
 RunCleanup = Callable[..., tuple[int, engine.Runner, str]]
 
 
-def skip_engine(rel: str) -> bool:
-    """The engine's own files: logs, the lock, backups of removed files and databases."""
-    return rel == "var/log" or rel.startswith(("var/log/satchel", "var/lib/satchel/backup",
-                                               "var/lib/satchel/lock"))
-
-
 def snapshot(root: Path) -> Snapshot:
-    return tree(root, skip_engine)
+    return tree(root, skip_engine_state)
 
 
 @pytest.fixture
@@ -71,10 +68,6 @@ def db_exists(pg: Cluster, name: str) -> bool:
 
 def role_exists(pg: Cluster, role: str) -> bool:
     return bool(pg.run_sql("postgres", f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'"))
-
-
-def drop_role(pg: Cluster, role: str) -> None:
-    pg.run_sql("postgres", f'DROP ROLE IF EXISTS "{role}"')
 
 
 def logs(root: Path) -> str:

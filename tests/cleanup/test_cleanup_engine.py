@@ -7,8 +7,6 @@ configuration file, a failure at every stage, secrets out of the logs."""
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,6 @@ from tests.cleanup.conftest import (
     RunCleanup,
     db_exists,
     digest,
-    drop_role,
     logs,
     role_exists,
     snapshot,
@@ -39,14 +36,8 @@ STAGES = ("transaction_begin", "early_misc", "packages", "misc", "transaction_en
 
 
 @pytest.fixture
-def names(pg_cluster: Cluster, drop_databases: list[str]) -> Iterator[dict[str, str]]:
-    """A database and role unique to the test, dropped afterwards."""
-    tag = uuid.uuid4().hex[:10]
-    out = {"SETUP_DB/database": f"engine_{tag}", "SETUP_DB/user": f"engine_{tag}"}
-    drop_databases.append(out["SETUP_DB/database"])
-    yield out
-    pg_cluster.drop_database(out["SETUP_DB/database"])
-    drop_role(pg_cluster, out["SETUP_DB/user"])
+def names(db_names: dict[str, str]) -> dict[str, str]:
+    return db_names
 
 
 @pytest.fixture

@@ -51,9 +51,19 @@ def engine_rpms(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_engine_root(root: Path, rpms: Path, exclude: tuple[str, ...] = ()) -> Path:
-    """A target root: os-release (rhel 9), passwd/group with root, a host name,
-    an SSH host key, and demo-base + every engine package (but `exclude`) installed
-    with rpm into its rpmdb (/var/lib/rpm)."""
+    """prepare_target_root, then demo-base + every engine package (but `exclude`)
+    installed with rpm into its rpmdb (/var/lib/rpm)."""
+    prepare_target_root(root)
+    files = sorted(str(p) for p in rpms.glob("*.rpm")
+                   if not any(p.name.startswith(x + "-") and p.name[len(x) + 1].isdigit()
+                              for x in exclude))
+    rpm_root(root, ["-i", *files])
+    return root
+
+
+def prepare_target_root(root: Path) -> Path:
+    """A target root's base files: os-release (rhel 9), passwd/group with root and
+    vdsm/kvm (36), a host name, an SSH host key, /root."""
     (root / "etc/ssh").mkdir(parents=True)
     (root / "etc/os-release").write_text('ID="rhel"\nVERSION_ID="9.4"\n')
     (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n"
@@ -63,10 +73,6 @@ def make_engine_root(root: Path, rpms: Path, exclude: tuple[str, ...] = ()) -> P
     (root / "root").mkdir(mode=0o550)
     # A fixed RSA public key (the fingerprint is computed by setup, not read from here).
     (root / "etc/ssh/ssh_host_rsa_key.pub").write_text(SSH_PUB + "\n")
-    files = sorted(str(p) for p in rpms.glob("*.rpm")
-                   if not any(p.name.startswith(x + "-") and p.name[len(x) + 1].isdigit()
-                              for x in exclude))
-    rpm_root(root, ["-i", *files])
     return root
 
 
@@ -131,14 +137,17 @@ def db_names(pg_cluster: Cluster, drop_databases: list[str]) -> Iterator[dict[st
     out = {"SETUP_DB/database": f"engine_{tag}", "SETUP_DB/user": f"engine_{tag}"}
     drop_databases.append(out["SETUP_DB/database"])
     yield out
-    pg_cluster.drop_database(out["SETUP_DB/database"])
     pg_cluster.drop_database(out["SETUP_DB/database"] + "_check")
-    conn = pg_cluster.connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP ROLE IF EXISTS "{out["SETUP_DB/user"]}"')
-    finally:
-        conn.close()
+    drop_database_and_role(pg_cluster, out["SETUP_DB/database"], out["SETUP_DB/user"])
+
+
+def drop_role(pg: Cluster, role: str) -> None:
+    pg.run_sql("postgres", f'DROP ROLE IF EXISTS "{role}"')
+
+
+def drop_database_and_role(pg: Cluster, database: str, role: str) -> None:
+    pg.drop_database(database)
+    drop_role(pg, role)
 
 
 def skip_engine_state(rel: str) -> bool:

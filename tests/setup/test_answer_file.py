@@ -12,7 +12,7 @@ import pytest
 
 from bundler.pgcluster import Cluster
 from installer.errors import EXIT_OK
-from tests.setup.conftest import RunSetup, engine_section
+from tests.setup.conftest import RunSetup, drop_database_and_role, engine_section
 
 pytestmark = [pytest.mark.postgres, pytest.mark.rpm, pytest.mark.slow]
 
@@ -21,15 +21,6 @@ SAME = ("etc/sysctl.d/10-engine.conf", "etc/engine/engine.conf.d/20-java.conf",
         "etc/engine/engine-log-collector.conf", "etc/engine/engine-iso-uploader.conf",
         "etc/engine/.tools-password", "etc/sysconfig/nfs")
 
-
-def _drop(cluster: Cluster, name: str) -> None:
-    cluster.drop_database(name)
-    conn = cluster.connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP ROLE IF EXISTS "{name}"')
-    finally:
-        conn.close()
 
 
 def test_generated_answers_repeat_the_run_unattended(
@@ -49,7 +40,7 @@ def test_generated_answers_repeat_the_run_unattended(
         assert answers.stat().st_mode & 0o777 == 0o600
         assert "SETUP/applicationMode=str:virt" in text
         assert "SETUP_CONFIG/httpsPort=int:8443" in text
-        _drop(pg_cluster, name)  # the other host gets its own, fresh database
+        drop_database_and_role(pg_cluster, name, name)  # the other host gets a fresh one
 
         other = tmp_path / "other"
         shutil.copytree(engine_root_template, other, symlinks=True)
@@ -68,4 +59,4 @@ def test_generated_answers_repeat_the_run_unattended(
         finally:
             conn.close()
     finally:
-        _drop(pg_cluster, name)
+        drop_database_and_role(pg_cluster, name, name)

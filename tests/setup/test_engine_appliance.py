@@ -24,8 +24,13 @@ from bundler.output import OutputFormat
 from bundler.pgcluster import Cluster
 from bundler.progress import Progress
 from tests.rpmfixtures import SDE
-from tests.setup.conftest import ENGINE_RECIPE, FQDN, ROOT, SSH_PUB
-from tests.setup.test_answer_file import _drop
+from tests.setup.conftest import (
+    ENGINE_RECIPE,
+    FQDN,
+    ROOT,
+    drop_database_and_role,
+    prepare_target_root,
+)
 from tests.treesnap import tree
 
 pytestmark = [pytest.mark.rpm, pytest.mark.postgres, pytest.mark.slow]
@@ -57,15 +62,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _root(where: Path, bundle: Path) -> Path:
-    root = where / "root"
-    (root / "etc/ssh").mkdir(parents=True)
-    (root / "etc/os-release").write_text('ID="rhel"\nVERSION_ID="9.4"\n')
-    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n"
-                                     "vdsm:x:36:36:vdsm:/var/lib/vdsm:/sbin/nologin\n")
-    (root / "etc/group").write_text("root:x:0:\nkvm:x:36:vdsm\n")
-    (root / "etc/hostname").write_text(FQDN + "\n")
-    (root / "etc/ssh/ssh_host_rsa_key.pub").write_text(SSH_PUB + "\n")
-    (root / "root").mkdir(mode=0o550)
+    root = prepare_target_root(where / "root")
     cache = Path(str(bundle) + "-base")
     if not cache.exists():  # demo-base stands in for the target's distro
         from bundler.rpmbuild import build_specs
@@ -117,7 +114,7 @@ def test_import_runs_setup_then_a_rerun_changes_nothing_then_v2_upgrades(
         bundles: dict[str, Path], tmp_path: Path, db_settings: dict[str, str],
         pg_cluster: Cluster, request: pytest.FixtureRequest) -> None:
     name = f"engine_{uuid.uuid4().hex[:10]}"
-    request.addfinalizer(lambda: _drop(pg_cluster, name))
+    request.addfinalizer(lambda: drop_database_and_role(pg_cluster, name, name))
     root = _root(tmp_path, bundles["v1"])
     pgconf = root / "var/lib/pgsql/data/postgresql.conf"
     pgconf.parent.mkdir(parents=True)
