@@ -44,9 +44,6 @@ def check_commands(value: Any) -> List[str]:
     return problems
 
 
-def check_section(table: Any) -> List[str]:  # not a subsection; kept for symmetry
-    return check_commands(table)
-
 
 class Plugin(engine.PluginBase):
     KEYS = KEYS
