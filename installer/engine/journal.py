@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import threading
 from typing import Any, Dict, List, Optional
 
 from installer.engine import fsutil
@@ -29,6 +30,9 @@ class Journal:
         self.enabled = enabled
         self._steps: Dict[str, List[Dict[str, Any]]] = {}
         self._started: Dict[str, Any] = {}
+        # An element prepared ahead (transaction.prepare_ahead) writes from the
+        # background worker while the main thread commits: one writer at a time.
+        self._lock = threading.RLock()
         if self.path.exists():
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
@@ -51,19 +55,22 @@ class Journal:
 
     def mark(self, step_id: str, records: Any = ()) -> None:
         """Record `step_id` as committed (with its state records) and persist."""
-        self._steps[step_id] = list(records)
-        self._started.pop(step_id, None)
-        self._write()
+        with self._lock:
+            self._steps[step_id] = list(records)
+            self._started.pop(step_id, None)
+            self._write()
 
     def unmark(self, step_id: str) -> None:
-        if self._steps.pop(step_id, None) is not None:
-            self._write()
+        with self._lock:
+            if self._steps.pop(step_id, None) is not None:
+                self._write()
 
     def begin(self, step_id: str, data: Any) -> None:
         """Persist, before a step's commit starts changing things, what it will change
         (JSON data of the element's choosing); replaces an earlier entry."""
-        self._started[step_id] = data
-        self._write()
+        with self._lock:
+            self._started[step_id] = data
+            self._write()
 
     def started(self, step_id: str) -> Optional[Any]:
         """What an interrupted attempt of `step_id` said it would change, or None."""
@@ -72,22 +79,24 @@ class Journal:
     def abandon(self, step_id: str, earlier: Optional[Any] = None) -> None:
         """The attempt was reverted: forget it (or go back to what an earlier,
         interrupted attempt had left, `earlier`, whose changes are still there)."""
-        if earlier is None:
-            if self._started.pop(step_id, None) is None:
-                return
-        else:
-            self._started[step_id] = earlier
-        self._write()
+        with self._lock:
+            if earlier is None:
+                if self._started.pop(step_id, None) is None:
+                    return
+            else:
+                self._started[step_id] = earlier
+            self._write()
 
     def steps(self) -> List[str]:
         return list(self._steps)
 
     def clear(self) -> None:
         """The run completed: nothing left to resume."""
-        self._steps, self._started = {}, {}
-        if self.path.exists():
-            self.path.unlink()
-            fsutil.fsync_dir(self.path.parent)
+        with self._lock:
+            self._steps, self._started = {}, {}
+            if self.path.exists():
+                self.path.unlink()
+                fsutil.fsync_dir(self.path.parent)
 
     def _write(self) -> None:
         if not self.enabled:

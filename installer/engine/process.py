@@ -31,8 +31,8 @@ def run(argv: Sequence[Arg], *, input: Union[str, bytes, None] = None,
         **kwargs: Any) -> subprocess.CompletedProcess[Any]:
     """Run `argv` (a list, never a shell string) and return the CompletedProcess.
 
-    Logs `+ cmd` and its duration; LANG=C.UTF-8; stdin closed unless `input` is
-    given; stdout/stderr captured as text unless capture=False. `env` adds
+    Logs `+ cmd` and its duration; LANG=C.UTF-8; stdin closed unless `input` (or
+    a `stdin` file object) is given; stdout/stderr captured as text unless capture=False. `env` adds
     variables (their names are logged, never their values; the input is never
     logged: pass secrets there or in 0600 files, never in argv). With check, a
     non-zero exit is a ToolError naming the command and its exit code.
@@ -51,7 +51,7 @@ def run(argv: Sequence[Arg], *, input: Union[str, bytes, None] = None,
     text = not isinstance(input, bytes)
     kw: Dict[str, Any] = dict(kwargs)
     if input is None:
-        kw["stdin"] = subprocess.DEVNULL
+        kw.setdefault("stdin", subprocess.DEVNULL)  # or a pipe the caller passes
     else:
         kw["input"] = input
     if capture:

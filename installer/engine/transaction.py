@@ -5,6 +5,14 @@ at once, in the order they are appended (so a later step sees the effect of an
 earlier one). On any failure after validation the engine undoes every committed
 element in reverse order; an undo that fails is collected and the run exits 5
 with the list of what needs manual action.
+
+An element whose prepare() does not depend on earlier steps (a database restored
+into a side database, which nothing uses until commit renames it) may be started
+early: `prepare_ahead(element)` runs its prepare() in one background worker while
+the run goes on (dnf installing packages, say), and the later `append(element)`
+waits for it, then commits in the usual order. Elements prepared ahead run one
+after the other, in the order given. A failure anywhere aborts them with the rest
+of the rollback; one never appended is aborted when the transaction ends.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from installer.errors import EXIT_ROLLBACK_INCOMPLETE, SatchelError
@@ -87,12 +96,20 @@ class Transaction:
         self.committed: List[TransactionElement] = []
         self.is_open = False
         self._backups = 0
+        self._ahead: List[_Ahead] = []  # prepared ahead, not yet appended
+        self._ahead_lock = threading.Lock()
+        self._ahead_queue: List[_Ahead] = []
+        self._worker: Optional[threading.Thread] = None
 
     def begin(self) -> None:
         self.is_open = True
         log.debug("transaction begins")
 
     def end(self) -> None:
+        if self._ahead:
+            log.warning("aborting %d element(s) prepared ahead but never appended",
+                        len(self._ahead))
+            self._abort_ahead()
         self.is_open = False
         log.debug("transaction ends with %d committed element(s)", len(self.committed))
 
@@ -101,9 +118,67 @@ class Transaction:
         self._backups += 1
         return self.backup_dir / str(self._backups) / target.lstrip("/")
 
+    def prepare_ahead(self, element: TransactionElement) -> None:
+        """Start `element`'s prepare() in the background worker; `append(element)`
+        later waits for it and commits. Nothing happens for a step that the journal
+        says an interrupted run already committed (append skips it)."""
+        if not self.is_open:
+            raise SatchelError(f"{element.describe()}: the transaction is not open",
+                               hint="prepare elements ahead during early_misc or later")
+        if element.step_id and self.journal.done(element.step_id):
+            return
+        element.bind(self)
+        ahead = _Ahead(element)
+        with self._ahead_lock:
+            self._ahead.append(ahead)
+            self._ahead_queue.append(ahead)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work_ahead, daemon=True,
+                                                name="prepare-ahead")
+                self._worker.start()
+        log.debug("prepare ahead %s", element.describe())
+
+    def _work_ahead(self) -> None:
+        while True:
+            with self._ahead_lock:
+                if not self._ahead_queue:
+                    self._worker = None
+                    return
+                ahead = self._ahead_queue.pop(0)
+            try:
+                if not ahead.cancelled:
+                    ahead.element.prepare()
+            except BaseException as exc:  # re-raised by append() in the main thread
+                ahead.error = exc
+            finally:
+                ahead.done.set()
+
+    def _take_ahead(self, element: TransactionElement) -> Optional[_Ahead]:
+        for ahead in self._ahead:
+            if ahead.element is element:
+                self._ahead.remove(ahead)
+                return ahead
+        return None
+
+    def _abort_ahead(self) -> None:
+        """Abort every element prepared ahead and not appended (after its prepare
+        has finished: a running one is waited for)."""
+        with self._ahead_lock:
+            pending, self._ahead = self._ahead, []
+            for ahead in pending:
+                ahead.cancelled = True
+        for ahead in reversed(pending):
+            ahead.done.wait()
+            log.debug("abort %s (prepared ahead)", ahead.element.describe())
+            try:
+                ahead.element.abort()
+            except Exception as exc:
+                log.error("abort of %s failed: %s", ahead.element.describe(), exc)
+
     def append(self, element: TransactionElement) -> bool:
         """Prepare and commit `element` now; False if the journal says a previous,
-        interrupted run already committed it (then it is skipped)."""
+        interrupted run already committed it (then it is skipped). An element given
+        to prepare_ahead() is not prepared again: its prepare is waited for."""
         if not self.is_open:
             raise SatchelError(f"{element.describe()}: the transaction is not open",
                                hint="append elements during early_misc, packages or misc")
@@ -112,10 +187,18 @@ class Transaction:
             log.info("resuming: %s already done (step %s)", element.describe(), step)
             self.state.apply(self.journal.records(step))
             return False
+        ahead = self._take_ahead(element)
         element.bind(self)
-        log.debug("prepare %s", element.describe())
         try:
-            element.prepare()
+            if ahead is None:
+                log.debug("prepare %s", element.describe())
+                element.prepare()
+            else:
+                if not ahead.done.is_set():
+                    log.debug("waiting for %s (prepared ahead)", element.describe())
+                ahead.done.wait()
+                if ahead.error is not None:
+                    raise ahead.error
             log.debug("commit %s", element.describe())
             element.commit()
         except BaseException:
@@ -139,7 +222,9 @@ class Transaction:
         return sum(1 for e in self.committed if not getattr(e, "bookkeeping", False))
 
     def rollback(self) -> List[str]:
-        """Undo committed elements, newest first. Returns what could not be undone."""
+        """Undo committed elements, newest first, after aborting any element prepared
+        ahead. Returns what could not be undone."""
+        self._abort_ahead()
         manual: List[str] = []
         while self.committed:
             element = self.committed.pop()
@@ -164,3 +249,13 @@ class Transaction:
         parent = self.backup_dir.parent
         if parent.is_dir() and not any(parent.iterdir()):
             os.rmdir(parent)
+
+
+class _Ahead:
+    """An element whose prepare() runs in the transaction's background worker."""
+
+    def __init__(self, element: TransactionElement) -> None:
+        self.element = element
+        self.done = threading.Event()
+        self.error: Optional[BaseException] = None
+        self.cancelled = False

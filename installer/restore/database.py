@@ -20,7 +20,9 @@ RestoreDatabase, one per database of the manifest (`step_id` "database:<name>"):
   ("already restored"). Otherwise restore the missing roles of db/globals.sql
   (existing roles are left alone), create `<name>__satchel_new` (template0, the
   source's encoding, collation, ctype; owner as in the source when that role
-  exists, else the connecting user), `pg_restore --exit-on-error -j 2` into it,
+  exists, else the connecting user), `pg_restore --exit-on-error -j 2` into it
+  (a zstd-compressed dump, `db/<name>.dump.zst`, streams from `zstd -dc` into one
+  pg_restore job),
   and compare per-table row counts and checksums with the manifest (counts only
   when the checksum method's probe differs on this server). Any failure drops
   the new database and the roles it created: the old database is untouched.
@@ -40,6 +42,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -49,7 +52,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from installer.engine.process import run
 from installer.engine.transaction import TransactionElement
 from installer.errors import InputError, RefusedError, SatchelError, ToolError
-from installer.restore import bundleinfo, pgfacts
+from installer.restore import bundleinfo, checkpoint, pgfacts
 
 log = logging.getLogger("satchel.database")
 
@@ -468,6 +471,47 @@ def inspect(server: Server, entry: Dict[str, Any]) -> str:
     return "differs" if compare(entry, tables, probe) else "identical"
 
 
+@contextlib.contextmanager
+def dump_source(dump: Path, compression: Optional[str]) -> Iterator[Tuple[List[Path], Any]]:
+    """What pg_restore reads: ([dump], DEVNULL) for a plain custom archive, or
+    ([], zstd's stdout) for a zstd-compressed one (`compression` "zstd"). A zstd
+    that fails (a corrupted file) is a ToolError even when pg_restore, reading a
+    truncated stream, did not notice."""
+    if not compression:
+        yield [dump], subprocess.DEVNULL
+        return
+    if compression != "zstd":
+        raise RefusedError(f"{dump.name}: unknown dump compression {compression!r}",
+                           hint="this bundle needs a newer installer")
+    zstd = shutil.which("zstd")
+    if zstd is None:
+        raise InputError("the zstd tool is needed to restore the database dumps",
+                         hint="install the zstd package (it is in the distro's base repo)")
+    with tempfile.TemporaryFile() as err:
+        log.info("+ %s -dcq %s |", zstd, dump)
+        proc = subprocess.Popen([zstd, "-dcq", str(dump)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        try:
+            yield [], proc.stdout
+        except BaseException:
+            proc.kill()  # pg_restore failed: its error is the one to report
+            proc.stdout.close()
+            proc.wait()
+            raise
+        # pg_restore may stop before the end of the stream: read the rest, so that
+        # zstd reaches the frame's checksum and its exit code tells.
+        while proc.stdout.read(1 << 20):
+            pass
+        proc.stdout.close()
+        code = proc.wait()
+        if code != 0:
+            err.seek(0)
+            tail = err.read().decode("utf-8", "replace").strip().splitlines()
+            raise ToolError(f"zstd failed with exit code {code} on {dump.name}",
+                            hint=tail[-1] if tail else "run `install verify` on the bundle")
+
+
 # -- the transaction element ----------------------------------------------------------
 
 class RestoreDatabase(TransactionElement):
@@ -490,6 +534,8 @@ class RestoreDatabase(TransactionElement):
         self.roles_created: List[str] = []
         self.how = ""
         self.finalized = False
+        self.earlier: Dict[str, Any] = {}  # what a killed attempt journaled (begin)
+        self._begun = False
 
     def describe(self) -> str:
         return f"restore database {self.name}"
@@ -499,6 +545,8 @@ class RestoreDatabase(TransactionElement):
 
     def prepare(self) -> None:
         started = time.monotonic()
+        earlier = self.txn.journal.started(self.step_id) if self.step_id else None
+        self.earlier = dict(earlier) if isinstance(earlier, dict) else {}
         with self._server() as srv:
             self._repair(srv)
             if srv.exists(self.name):
@@ -520,6 +568,7 @@ class RestoreDatabase(TransactionElement):
             else:
                 self.how = "restored"
             self.roles_created = self._roles(srv)
+            checkpoint.reached("database.restore")
             owner = self.entry.get("owner")
             if not owner or not srv.role_exists(owner):
                 owner = self.params.user
@@ -549,23 +598,35 @@ class RestoreDatabase(TransactionElement):
             srv.rename(self.old, self.name)
 
     def _roles(self, srv: Server) -> List[str]:
+        """Create the bundle's missing roles; first, the journal learns which (with how
+        the database will be restored), so a rerun after a kill records them too."""
         roles = bundleinfo.component(self.bundle, "database").get("roles") or {}
-        if not roles.get("path"):
-            return []
-        text = (bundleinfo.bundle_dir(self.bundle) / roles["path"]).read_text(encoding="utf-8")
-        return restore_roles(srv.conn, text)
+        text = ""
+        if roles.get("path"):
+            text = (bundleinfo.bundle_dir(self.bundle) / roles["path"]).read_text(
+                encoding="utf-8")
+        missing = [r for r in roles_in(text) if not srv.role_exists(r)]
+        if self.step_id:
+            earlier = [r for r in self.earlier.get("roles", []) if r not in missing]
+            self.txn.journal.begin(self.step_id, {"how": self.earlier.get("how", self.how),
+                                                  "roles": earlier + missing})
+            self._begun = True
+        return restore_roles(srv.conn, text) if text else []
 
     def _pg_restore(self, server_major: int) -> None:
         dump = bundleinfo.bundle_dir(self.bundle) / self.entry["path"]
         tool = pg_restore_path(int(self.entry.get("pg_dump_major") or 0), server_major)
-        # A dump split over volumes is a pipe (restore/volview.py): one job reads it.
-        jobs = ["-j", "2"] if dump.is_file() else []
-        with self.params.tool_env() as (env, fds):
+        compressed = self.entry.get("compression")
+        # A zstd dump, or one split over volumes (a pipe, restore/volview.py), is read
+        # as a stream by one job: no uncompressed copy on the target's disk.
+        jobs = ["-j", "2"] if dump.is_file() and not compressed else []
+        with self.params.tool_env() as (env, fds), dump_source(dump, compressed) as source:
+            where, stdin = source
             try:
                 run([tool, "--exit-on-error", "--no-password", *jobs,
                      "-h", self.params.host, "-p", str(self.params.port),
-                     "-U", self.params.user, f"--dbname={self.new}", dump], env=env,
-                    pass_fds=fds)
+                     "-U", self.params.user, f"--dbname={self.new}", *where], env=env,
+                    pass_fds=fds, stdin=stdin)
             except ToolError as exc:
                 raise ToolError(f"database {self.name}: pg_restore failed: "
                                 f"{self.params.scrub(exc.hint or exc.message)}",
@@ -592,6 +653,14 @@ class RestoreDatabase(TransactionElement):
             if self.moved_old and not srv.exists(self.name):
                 srv.rename(self.old, self.name)
             self._drop_roles(srv)
+        self._forget_attempt()
+
+    def _forget_attempt(self) -> None:
+        """This attempt is reverted: the journal goes back to what an interrupted
+        earlier attempt left (its roles are still there)."""
+        if self._begun and self.step_id:
+            self.txn.journal.abandon(self.step_id, self.earlier or None)
+            self._begun = False
 
     def undo(self) -> None:
         if self.already and not self.moved_old:
@@ -601,6 +670,10 @@ class RestoreDatabase(TransactionElement):
                 srv.drop(self.name)
             if self.moved_old:
                 srv.rename(self.old, self.name)
+            # The roles of a killed earlier attempt too: after the undo, no journal
+            # entry remembers them.
+            self.roles_created = [r for r in self.earlier.get("roles", [])
+                                  if r not in self.roles_created] + self.roles_created
             self._drop_roles(srv)
         self.moved_old = self.moved_new = False
 
@@ -621,12 +694,17 @@ class RestoreDatabase(TransactionElement):
         self.finalized = True
 
     def records(self) -> List[Dict[str, Any]]:
-        if self.already:
+        """The database's record; after a killed attempt, with what that attempt did
+        (its roles; "restored" stays restored when it already renamed the database
+        into place)."""
+        how = self.earlier.get("how") or self.how
+        roles = [r for r in self.earlier.get("roles", []) if r not in self.roles_created]
+        if self.already and not self.earlier:
             return []
-        return [{"kind": "database", "name": self.name, "how": self.how,
+        return [{"kind": "database", "name": self.name, "how": how,
                  "host": self.params.host, "port": self.params.port,
                  "tables": len(self.entry.get("tables", {})),
-                 "roles_created": list(self.roles_created)}]
+                 "roles_created": roles + list(self.roles_created)}]
 
 
 def conn_params(env: Any) -> ConnParams:

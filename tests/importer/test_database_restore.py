@@ -26,7 +26,7 @@ from bundler.build import build
 from bundler.output import OutputFormat
 from bundler.pgcluster import Cluster
 from installer import engine
-from installer.errors import InputError
+from installer.errors import InputError, RefusedError, ToolError
 from installer.restore import database as restore_db
 from installer.restore.pgfacts import table_facts
 
@@ -259,6 +259,30 @@ def test_existing_database_refused_then_replaced_old_kept_until_commit(
     assert _leftovers(pg_cluster) == []  # the old copy was dropped after the commit
 
 
+@pytest.mark.parametrize("stage", ["packages", "misc"])
+def test_a_failure_while_restoring_ahead_drops_the_new_database_and_roles(
+        pg_cluster: Cluster, built: dict[str, Built], clean: None, pwfile: Path,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str) -> None:
+    # The restore starts in early_misc, in the background: a failure in packages (while
+    # it runs) or at misc (before its commit) must abort it like any other element.
+    b = built["big"]
+    root = _root(tmp_path)
+    pg_cluster.create_database(b.name)
+    pg_cluster.run_sql(b.name, "CREATE TABLE old (v text); INSERT INTO old VALUES ('keep me')")
+    old_facts, old_oid = _facts(pg_cluster, b.name), _databases(pg_cluster)[b.name]
+    monkeypatch.setenv("SATCHEL_FAIL_AT", stage)
+    code, out = _import(root, b, _settings(pg_cluster, pwfile, **{"IMPORT/replaceDb": "true"}))
+    assert code == 1, out
+    assert f"failure injected at stage {stage}" in out
+    assert _databases(pg_cluster)[b.name] == old_oid and _facts(pg_cluster, b.name) == old_facts
+    assert _leftovers(pg_cluster) == []
+    assert not pg_cluster.run_sql("postgres", f"SELECT 1 FROM pg_roles WHERE rolname = "
+                                              f"'{b.role}'")
+    assert "prepare ahead restore database" in _logs(root)
+    journal = root / "var/lib/satchel/journal/import.json"
+    assert not journal.exists() or "database:" not in journal.read_text()
+
+
 def test_a_failing_pg_restore_leaves_the_old_database_untouched(
         pg_cluster: Cluster, built: dict[str, Built], clean: None, pwfile: Path,
         tmp_path: Path) -> None:
@@ -455,3 +479,25 @@ def test_a_missing_psycopg2_names_the_package(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(InputError) as e:
         restore_db.ConnParams().connect("postgres")
     assert e.value.hint == "install the python3-psycopg2 package"
+
+
+def test_a_zstd_dump_streams_and_a_damaged_one_is_an_error(tmp_path: Path) -> None:
+    # The reader (pg_restore in real use) may stop before the end of the stream: the
+    # rest is still read, so zstd's checksum of the whole frame decides.
+    data = b"".join(b"row %d\n" % i for i in range(200000))
+    (tmp_path / "d").write_bytes(data)
+    subprocess.run(["zstd", "-q", str(tmp_path / "d"), "-o", str(tmp_path / "d.zst")],
+                   check=True)
+    with restore_db.dump_source(tmp_path / "d.zst", "zstd") as (args, stdin):
+        assert args == []
+        head = subprocess.run(["head", "-c", "12"], stdin=stdin, capture_output=True)
+    assert head.stdout == data[:12]
+    damaged = bytearray((tmp_path / "d.zst").read_bytes())
+    damaged[-6] ^= 0xFF  # in the last block
+    (tmp_path / "bad.zst").write_bytes(bytes(damaged))
+    with pytest.raises(ToolError, match=r"zstd failed .* on bad\.zst"), \
+            restore_db.dump_source(tmp_path / "bad.zst", "zstd") as (args, stdin):
+        subprocess.run(["head", "-c", "12"], stdin=stdin, capture_output=True)
+    with pytest.raises(RefusedError, match="unknown dump compression 'lz4'"), \
+            restore_db.dump_source(tmp_path / "d.zst", "lz4"):
+        pass

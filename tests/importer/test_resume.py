@@ -209,8 +209,8 @@ def reference(built: Built, rpms: Path, pg_cluster: Cluster,
     return ref
 
 
-@pytest.mark.parametrize("stop_at", ["packages.dnf", "rpm:demo-pause", "files.stage@3",
-                                     "files.commit@4"])
+@pytest.mark.parametrize("stop_at", ["packages.dnf", "rpm:demo-pause", "database.restore",
+                                     "files.stage@3", "files.commit@4"])
 def test_kill_9_then_a_rerun_ends_as_an_uninterrupted_import(
         built: Built, reference: dict[str, Any], rpms: Path, pg_cluster: Cluster,
         settings: list[str], tmp_path: Path, stop_at: str) -> None:
@@ -227,6 +227,11 @@ def test_kill_9_then_a_rerun_ends_as_an_uninterrupted_import(
         assert "packages" in journal["started"]
     elif stop_at == "packages.dnf":  # about to start dnf: nothing installed yet
         assert len(installed(root)) == 1 and "packages" in journal["started"]
+    elif stop_at == "database.restore":
+        # Restoring in the background while dnf runs: the bundle's role is created.
+        assert f"database:{built.db}" in journal["started"]
+        assert pg_cluster.run_sql("postgres", "SELECT 1 FROM pg_roles WHERE rolname = "
+                                  f"'{built.role}'") == [(1,)]
     elif stop_at.startswith("files.commit"):
         assert "files:config" in journal["started"]  # half of it moved into place
         assert (root / "etc/demo/app.conf").read_text().startswith("# restored by satchel")

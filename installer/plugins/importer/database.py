@@ -21,6 +21,10 @@ not older than the dump's and a pg_restore not older than the dump's pg_dump is
 installed (exit 3), an existing non-empty database that differs from the bundle
 is refused without IMPORT/replaceDb (exit 3). The plan says for each database:
 restore into a new database, replace the existing one, or already identical.
+
+The restores start in early_misc, in the transaction's background worker
+(`prepare_ahead`), and run while the packages are installed; misc waits for each
+and commits it (the rename into place) in the usual order.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class Plugin(engine.PluginBase):
 
     def __init__(self, context: Any) -> None:
         super().__init__(context)
+        self._ahead: List[RestoreDatabase] = []  # restoring since early_misc
         self._elements: List[RestoreDatabase] = []
         self._skipped: List[str] = []
 
@@ -138,20 +143,29 @@ class Plugin(engine.PluginBase):
                                        "bundle", hint="use --replace-db (IMPORT/replaceDb="
                                                       "true) to replace it")
 
-    @engine.event(stage=Stages.MISC, name="import.database", condition=_has_db)
-    def _restore(self) -> None:
+    @engine.event(stage=Stages.EARLY_MISC, name="import.database.ahead", condition=_has_db)
+    def _start(self) -> None:
+        """Start restoring into the side databases now: nothing uses them until the
+        commit in misc renames them, so the restore runs while dnf installs."""
         params = self._params()
         replace = self.env["IMPORT/replaceDb"]
         for entry in self._section().get("databases", []):
             element = RestoreDatabase(bundleinfo.bundle_dir(self.bundle), entry, params,
                                       replace=replace, step_id=f"database:{entry['name']}")
+            self.transaction.prepare_ahead(element)
+            self._ahead.append(element)
+
+    @engine.event(stage=Stages.MISC, name="import.database", condition=_has_db)
+    def _restore(self) -> None:
+        for element in self._ahead:
+            name = element.name
             if self.transaction.append(element):
                 self._elements.append(element)
                 if element.already:
-                    self.dialog.note(f"database {entry['name']}: already identical to the "
+                    self.dialog.note(f"database {name}: already identical to the "
                                      "bundle, nothing changed")
             else:
-                self._skipped.append(entry["name"])
+                self._skipped.append(name)
 
     @engine.event(stage=Stages.CLEANUP, name="import.database.finalize",
                   priority=engine.PRIO_LAST, condition=_has_db)
