@@ -1,35 +1,41 @@
 """The database component: a `pg_dump` custom-format archive per database, plus roles.
 
-`check(ctx)` connects to every named database before anything is written (psycopg2;
-the password only through the recipe's pgpass file) and picks the pg_dump that
-matches the server's major version. `build(ctx)` writes, through the staging
-directory (hashed while written, never held in memory):
+`check(ctx)` finds zstd and connects to every named database before anything is
+written (psycopg2; the password only through the recipe's pgpass file) and picks the
+pg_dump that matches the server's major version. `build(ctx)` writes, through the
+staging directory (hashed while written, never held in memory):
 
-- `db/<name>.dump`: `pg_dump -Fc` streamed from its stdout. pg_dump reads the
-  snapshot that our REPEATABLE READ transaction exported, and in that same
-  transaction `installer.restore.pgfacts.table_facts` counts and checksums every
-  table while the dump runs, so the recorded facts describe exactly what the dump holds.
+- `db/<name>.dump.zst`: `pg_dump --format=custom --compress=0` streamed from its
+  stdout through `zstd -T0 -1` (a zstd stream whose content is the archive: much
+  faster than pg_dump's own zlib, and smaller). pg_dump reads the snapshot that our
+  REPEATABLE READ transaction exported, and in that same transaction
+  `installer.restore.pgfacts.table_facts` counts and checksums every table while the
+  dump runs, so the recorded facts describe exactly what the dump holds.
 - `db/globals.sql` (mode 0600: it holds the roles' SCRAM password hashes, which a
   restore needs): `pg_dumpall --roles-only` without the bootstrap superuser, whose
   password belongs to the target's own cluster.
 
 Reproducibility: a custom archive embeds its creation time; the header is rewritten
-to SOURCE_DATE_EPOCH as it streams, so two dumps of the same database (same data,
-same catalog OIDs) are byte-identical. pg_dumpall's `\\restrict` key (15.14+) is
-random; it is replaced by a key derived from the file's own content, which data in
-the file cannot predict. Dumps of a live database that changes between builds
-naturally differ; that is the database entry of the manifest, nothing else.
+to SOURCE_DATE_EPOCH as it streams, before zstd, whose output does not depend on its
+thread count (see ZSTD_FLAGS), so two dumps of the same database (same data, same
+catalog OIDs, same zstd version) are byte-identical. pg_dumpall's `\\restrict` key
+(15.14+) is random; it is replaced by a key derived from the file's own content,
+which data in the file cannot predict. Dumps of a live database that changes between
+builds naturally differ; that is the database entry of the manifest, nothing else.
 
 `start(ctx)` returns a `PendingDump` whose work runs in a thread, so the pipeline
 can archive files meanwhile; `finish()` returns the manifest section, `abort()`
-stops it. The section (see pgfacts for the checksum methods):
+stops it. The section (see pgfacts for the checksum methods; a database's `size` and
+`sha256` are those of the compressed file; an entry without "compression" is an older
+bundle's `db/<name>.dump`, compressed by pg_dump itself):
 
     {"dump_format": "custom", "server_version": "15.20 (Debian ...)", "server_major": 15,
      "pg_dump_major": 15, "checksum_method": "hashtext-rowsum-v1", "checksum_probe": "..",
      "roles": {"path": "db/globals.sql", "size": .., "sha256": .., "mode": "0600",
                "excluded": ["postgres"]} | null,
-     "databases": [{"name": "demo", "path": "db/demo.dump", "format": "custom",
-                    "size": .., "sha256": .., "server_version": .., "server_major": 15,
+     "databases": [{"name": "demo", "path": "db/demo.dump.zst", "format": "custom",
+                    "compression": "zstd", "size": .., "sha256": ..,
+                    "server_version": .., "server_major": 15,
                     "encoding": "UTF8", "collation": "C", "ctype": "C", "owner": "app",
                     "pg_dump_major": 15, "checksum_method": .., "checksum_probe": ..,
                     "tables": {"app.hosts": {"rows": 3, "checksum": "<32 hex>"}}}]}
@@ -52,7 +58,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import IO, Any, Optional
 
 import psycopg2
 from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
@@ -60,7 +66,7 @@ from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 from bundler.components import BuildContext
 from bundler.pgcluster import pg_bindirs
 from bundler.recipe import Database
-from bundler.run import run
+from bundler.run import check_tool, run
 from bundler.staging import CHUNK, Entry, HashingWriter, Staging
 from installer.errors import InputError, SatchelError, ToolError
 from installer.restore.pgfacts import choose_method, database_facts, method_probe, table_facts
@@ -70,6 +76,16 @@ log = logging.getLogger("satchel")
 # Database names become file names in db/: keep them plain (no '/', no '=', no '..').
 DB_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
 ROLES_PATH = "db/globals.sql"
+# The archive's compression, ours: level 1 is several times faster than pg_dump's own
+# zlib and smaller. Every -T from 1 up (-T0: one worker per core) gives the same bytes,
+# so the file does not depend on the machine; only --single-thread differs.
+ZSTD_FLAGS = ("-q", "-c", "-T0", "-1")
+ZSTD_HINT = "install zstd (apt-get install zstd): it compresses the database dumps"
+
+
+def zstd_argv() -> list[str]:
+    """The compressor of the dumps, or an InputError naming zstd."""
+    return [check_tool("zstd", hint=ZSTD_HINT), *ZSTD_FLAGS]
 
 
 def connect(db: Database, dbname: str) -> Any:
@@ -119,6 +135,7 @@ def check(ctx: BuildContext) -> None:
     db = ctx.recipe.database
     if db is None:
         return
+    zstd_argv()
     for name in db.names:
         if not DB_NAME_RE.match(name):
             raise InputError(f"database.names: {name!r} cannot be a file name in the "
@@ -222,12 +239,14 @@ class PendingDump:
                 snapshot = cur.fetchone()[0]
             facts = database_facts(conn)
             bindir = pg_dump_bindir(facts["server_major"])
-            argv = [bindir / "pg_dump", "--format=custom", "--no-password",
+            argv = [bindir / "pg_dump", "--format=custom", "--compress=0", "--no-password",
                     f"--snapshot={snapshot}", "-h", db.host, "-p", str(db.port),
                     "-U", db.user, f"--dbname={name}"]
-            out = self.staging.open(f"db/{name}.dump")
+            compress = zstd_argv()
+            out = self.staging.open(f"db/{name}.dump.zst")
             self._current = DumpStream(argv, tool_env(db), out,
-                                       header=lambda head: fix_archive_header(head, self.epoch))
+                                       header=lambda head: fix_archive_header(head, self.epoch),
+                                       compress=compress)
             if self._aborted:  # abort() came before _current was set
                 self._current.kill()
             try:
@@ -243,9 +262,10 @@ class PendingDump:
             conn.close()
         log.info("dumped %s: %d bytes, %d tables in %.2fs", name, entry.size, len(tables),
                  time.monotonic() - started)
-        return {"name": name, "path": entry.path, "format": "custom", "size": entry.size,
-                "sha256": entry.sha256, **facts, "pg_dump_major": _major_of(bindir),
-                "checksum_method": method, "checksum_probe": probe, "tables": tables}
+        return {"name": name, "path": entry.path, "format": "custom", "compression": "zstd",
+                "size": entry.size, "sha256": entry.sha256, **facts,
+                "pg_dump_major": _major_of(bindir), "checksum_method": method,
+                "checksum_probe": probe, "tables": tables}
 
 
 def _major_of(bindir: Path) -> int:
@@ -297,77 +317,159 @@ def tool_env(db: Database) -> dict[str, str]:
 
 
 class DumpStream:
-    """A tool writing to its stdout, streamed by a thread into a staging file.
+    """A tool writing to its stdout, streamed by threads into a staging file.
 
-    The one Popen outside bundler.run.run, following its rules: an argv list,
-    `+ cmd` logged at debug, LANG=C.UTF-8, stdin closed, and a failure names the
-    command and its exit code. stderr goes to an unlinked temporary file (a pipe
-    could fill up and stall the tool). `header` may rewrite the first bytes.
+    The one place the builder starts processes outside bundler.run.run, following
+    its rules: argv lists, `+ cmd` logged at debug, LANG=C.UTF-8, the tool's stdin
+    closed, and a failure names the command and its exit code. `header` may rewrite
+    the first bytes of the tool's output. With `compress` (the argv of a filter from
+    stdin to stdout: zstd), the bytes go tool -> pump (header) -> compress -> pump ->
+    file, else tool -> pump (header) -> file. Each stderr goes to an unlinked
+    temporary file (a pipe could fill up and stall the process).
     """
 
     def __init__(self, argv: Sequence[Any], env: dict[str, str], out: HashingWriter,
-                 header: Optional[Callable[[bytes], bytes]] = None) -> None:
-        self.cmd = [str(a) for a in argv]
+                 header: Optional[Callable[[bytes], bytes]] = None,
+                 compress: Optional[Sequence[Any]] = None) -> None:
         self.out = out
-        self._header = header
         self._error: Optional[BaseException] = None
+        self._killed = False  # kill() from outside: the tool's failure is the one to name
+        self._compress_quit = False  # the compressor stopped reading: its failure counts
+        self.procs: list[subprocess.Popen[bytes]] = []  # the compressor first, if any
+        self._names: list[str] = []
+        self._stderrs: list[IO[bytes]] = []
+        self._details: list[str] = []  # what each process said on stderr, after wait()
+        self._threads: list[threading.Thread] = []
         full_env = dict(os.environ)
         full_env["LANG"] = "C.UTF-8"
         full_env.pop("LC_ALL", None)
         full_env.update(env)
-        log.debug("+ %s", shlex.join(self.cmd))
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in wait()
         try:
-            self.proc = subprocess.Popen(self.cmd, env=full_env, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=self._stderr)
-        except OSError as e:
-            self._stderr.close()
+            compressor = None
+            if compress is not None:  # first: the tool's output has a reader at once
+                compressor = self._start(compress, full_env, subprocess.PIPE)
+            self.proc = self._start(argv, full_env, subprocess.DEVNULL)
+        except BaseException:
+            self._stop()
             out.discard()
-            raise ToolError(f"cannot run {self.cmd[0]}: {e.strerror}") from e
+            raise
         assert self.proc.stdout is not None
-        with contextlib.suppress(OSError):  # fewer wake-ups: a 1 MiB pipe
-            fcntl.fcntl(self.proc.stdout.fileno(), 1031, CHUNK)  # F_SETPIPE_SZ
-        self._thread = threading.Thread(target=self._pump, name="pump", daemon=True)
-        self._thread.start()
+        if compressor is None:
+            self._spawn(self.proc.stdout, out, header)
+        else:
+            assert compressor.stdin is not None and compressor.stdout is not None
+            self._spawn(self.proc.stdout, compressor.stdin, header)
+            self._spawn(compressor.stdout, out, None)
 
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
+    def _start(self, argv: Sequence[Any], env: dict[str, str],
+               stdin: int) -> subprocess.Popen[bytes]:
+        cmd = [str(a) for a in argv]
+        log.debug("+ %s", shlex.join(cmd))
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in wait()
+        self._stderrs.append(stderr)
+        try:
+            proc = subprocess.Popen(cmd, env=env, stdin=stdin, stdout=subprocess.PIPE,
+                                    stderr=stderr)
+        except OSError as e:
+            raise ToolError(f"cannot run {cmd[0]}: {e.strerror}") from e
+        self.procs.append(proc)
+        self._names.append(Path(cmd[0]).name)
+        for pipe in (proc.stdout, proc.stdin):  # fewer wake-ups: 1 MiB pipes
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(pipe.fileno(), 1031, CHUNK)  # F_SETPIPE_SZ
+        return proc
+
+    def _spawn(self, src: IO[bytes], dst: Any,
+               header: Optional[Callable[[bytes], bytes]]) -> None:
+        thread = threading.Thread(target=self._pump, args=(src, dst, header), name="pump",
+                                  daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _pump(self, src: IO[bytes], dst: Any,
+              header: Optional[Callable[[bytes], bytes]]) -> None:
+        """Copy src to dst, `header` applied to the first chunk; on an error stop every
+        process, so that none waits on a pipe no one drains any more."""
         try:
             first = True
-            while chunk := self.proc.stdout.read(CHUNK):
-                if first and self._header is not None:
-                    chunk = self._header(chunk)
+            while chunk := src.read(CHUNK):
+                if first and header is not None:
+                    chunk = header(chunk)
                 first = False
-                self.out.write(chunk)
-        except BaseException as e:  # a full disk: stop the tool, report in wait()
-            self._error = e
-            self.proc.kill()
+                dst.write(chunk)
+        except BrokenPipeError:  # the compressor quit: wait() names it
+            self._compress_quit = True
+            self._kill()
+        except BaseException as e:  # a full disk: stop the processes, report in wait()
+            if self._error is None:
+                self._error = e
+            self._kill()
         finally:
-            self.proc.stdout.close()
+            src.close()
+            if dst is not self.out:  # the compressor's stdin: it sees the end
+                with contextlib.suppress(OSError):
+                    dst.close()
 
     def wait(self) -> Entry:
-        """Wait for the tool; the staging entry, or the failure (the file discarded)."""
-        self._thread.join()
-        code = self.proc.wait()
-        self._stderr.seek(0)
-        detail = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
-        self._stderr.close()
-        if self._error is not None or code != 0:
+        """Wait for the processes; the staging entry, or the failure (file discarded)."""
+        for thread in self._threads:
+            thread.join()
+        codes = [proc.wait() for proc in self.procs]
+        for stderr in self._stderrs:
+            stderr.seek(0)
+            self._details.append(stderr.read().decode("utf-8", "replace").strip())
+            stderr.close()
+        self._stderrs = []
+        failed = self._failed(codes)
+        if self._error is not None or failed is not None:
             self.out.discard()
             if self._error is not None:
                 raise self._error
-            tail = detail[-1] if detail else "no output"
-            raise ToolError(f"{Path(self.cmd[0]).name} failed with exit code {code}: {tail}",
-                            hint="run with --debug to see the full command")
+            assert failed is not None
+            lines = self._details[failed].splitlines()
+            tail = lines[-1] if lines else "no output"
+            raise ToolError(f"{self._names[failed]} failed with exit code {codes[failed]}: "
+                            f"{tail}", hint="run with --debug to see the full command")
         return self.out.close()
 
+    def _failed(self, codes: list[int]) -> Optional[int]:
+        """Which process's failure to report (an index in procs), if any: the tool's,
+        unless the compressor quit first and so the tool was stopped."""
+        tool = len(self.procs) - 1
+        if codes[tool] != 0 and (self._killed or not self._compress_quit):
+            return tool
+        others = [i for i, code in enumerate(codes) if code != 0 and i != tool]
+        if others:
+            return others[0]
+        return tool if codes[tool] != 0 else None
+
+    def _kill(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(OSError):
+                proc.kill()
+
     def kill(self) -> None:
-        """Kill the tool (from another thread); the thread in wait() sees it fail."""
-        with contextlib.suppress(OSError):
-            self.proc.kill()
+        """Kill the processes (from another thread); the thread in wait() sees the
+        tool fail."""
+        self._killed = True
+        self._kill()
+
+    def _stop(self) -> None:
+        """After a failed start: kill and reap what started, close what was opened."""
+        self._kill()
+        for proc in self.procs:
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+            proc.wait()
+        for stderr in self._stderrs:
+            stderr.close()
+        self._stderrs = []
 
     def abort(self) -> None:
-        """Kill the tool, wait for it and discard the file; never raises."""
+        """Kill the processes, wait for them and discard the file; never raises."""
         self.kill()
         with contextlib.suppress(Exception):
             self.wait()

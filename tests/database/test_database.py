@@ -90,12 +90,24 @@ def cluster_db(c: Cluster, names: tuple[str, ...], **kw: Any) -> Database:
 
 
 def restore(c: Cluster, dump: Path) -> str:
+    """Restore a .dump.zst as the installer does: `zstd -dc | pg_restore` (one job)."""
     name = f"r_{uuid.uuid4().hex[:12]}"
     c.create_database(name)
-    subprocess.run([str(c.bindir / "pg_restore"), "--exit-on-error", "--no-password",
-                    "-j", "2", "-d", name, str(dump)],
-                   env={**os.environ, **c.env()}, check=True, capture_output=True)
+    unzstd = subprocess.Popen(["zstd", "-dcq", str(dump)], stdout=subprocess.PIPE)
+    try:
+        subprocess.run([str(c.bindir / "pg_restore"), "--exit-on-error", "--no-password",
+                        "-d", name], stdin=unzstd.stdout,
+                       env={**os.environ, **c.env()}, check=True, capture_output=True)
+    finally:
+        assert unzstd.stdout is not None
+        unzstd.stdout.close()
+        assert unzstd.wait() == 0
     return name
+
+
+def unzstd(path: Path) -> bytes:
+    return subprocess.run(["zstd", "-dcq", str(path)], capture_output=True,
+                          check=True).stdout
 
 
 def test_dump_restores_with_the_recorded_facts(pg_cluster: Cluster, pg_db: str,
@@ -106,8 +118,9 @@ def test_dump_restores_with_the_recorded_facts(pg_cluster: Cluster, pg_db: str,
     section = database.build(ctx)
     assert section is not None
     (entry,) = section["databases"]
-    dump = ctx.staging.root / f"db/{pg_db}.dump"
-    assert entry["path"] == f"db/{pg_db}.dump" and entry["format"] == "custom"
+    dump = ctx.staging.root / f"db/{pg_db}.dump.zst"
+    assert entry["path"] == f"db/{pg_db}.dump.zst" and entry["format"] == "custom"
+    assert entry["compression"] == "zstd" and list(ctx.staging.root.glob("db/*.dump")) == []
     assert entry["size"] == dump.stat().st_size
     assert entry["sha256"] == hashlib.sha256(dump.read_bytes()).hexdigest()
     assert ctx.staging.entries[entry["path"]].sha256 == entry["sha256"]
@@ -118,6 +131,8 @@ def test_dump_restores_with_the_recorded_facts(pg_cluster: Cluster, pg_db: str,
     assert list(tables) == ['public.empty', 'shop."Orders"', "shop.items"]
     assert [t["rows"] for t in tables.values()] == [0, 2000, 501]
     assert tables["public.empty"]["checksum"] == "0" * 32
+    archive = unzstd(dump)  # one zstd stream holding an uncompressed custom archive
+    assert archive.startswith(b"PGDMP") and len(archive) > entry["size"]
 
     restored = restore(pg_cluster, dump)
     try:
@@ -149,13 +164,14 @@ def test_dump_is_reproducible(pg_cluster: Cluster, pg_db: str, tmp_path: Path) -
     a = database.build(make_ctx(tmp_path / "a", db))
     b = database.build(make_ctx(tmp_path / "b", db))
     assert a == b
-    for rel in (f"db/{pg_db}.dump", "db/globals.sql"):
+    for rel in (f"db/{pg_db}.dump.zst", "db/globals.sql"):
         assert (tmp_path / "a/staging" / rel).read_bytes() == \
             (tmp_path / "b/staging" / rel).read_bytes()
-    listing = subprocess.run([str(pg_cluster.bindir / "pg_restore"), "-l",
-                              str(tmp_path / "a/staging" / f"db/{pg_db}.dump")],
-                             capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run([str(pg_cluster.bindir / "pg_restore"), "-l"],
+                             input=unzstd(tmp_path / "a/staging" / f"db/{pg_db}.dump.zst"),
+                             capture_output=True, check=True).stdout.decode()
     assert "Archive created at 2023-11-14 22:13:20 UTC" in listing
+    assert "Compression: none" in listing or "Compression: 0" in listing
 
 
 def test_unreachable_database_fails_before_writing(tmp_path: Path) -> None:
@@ -236,6 +252,87 @@ def test_dump_stream_failure_names_the_tool(tmp_path: Path) -> None:
     assert not (tmp_path / "db/x.dump").exists() and staging.entries == {}
 
 
+def test_dump_stream_compresses_after_the_header(tmp_path: Path) -> None:
+    staging = Staging(tmp_path)
+    data = b"HEAD" + bytes(range(256)) * 20000
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    stream = database.DumpStream(["cat", str(src)], {}, staging.open("db/x.dump.zst"),
+                                 header=lambda b: b"head" + b[4:],
+                                 compress=database.zstd_argv())
+    entry = stream.wait()
+    assert unzstd(tmp_path / "db/x.dump.zst") == b"head" + data[4:]
+    assert entry.size < len(data) // 10 and staging.entries == {entry.path: entry}
+    assert all(p.returncode == 0 for p in stream.procs)
+
+
+def test_dump_stream_names_the_failing_compressor(tmp_path: Path) -> None:
+    staging = Staging(tmp_path)
+    out = staging.open("db/x.dump.zst")
+    quits = ["sh", "-c", "head -c 10 >/dev/null; echo zstd: broken >&2; exit 5"]
+    stream = database.DumpStream(["cat", "/dev/zero"], {}, out, compress=quits)
+    with pytest.raises(ToolError, match="sh failed with exit code 5: zstd: broken"):
+        stream.wait()  # cat, stopped when the compressor quit, is not the one named
+    assert [p.returncode for p in stream.procs] == [5, -9]
+    assert not (tmp_path / "db/x.dump.zst").exists() and staging.entries == {}
+
+
+def test_dump_stream_names_the_failing_tool_before_the_compressor(tmp_path: Path) -> None:
+    staging = Staging(tmp_path)
+    out = staging.open("db/x.dump.zst")
+    stream = database.DumpStream(["sh", "-c", "echo partial; echo boom >&2; exit 3"], {},
+                                 out, compress=database.zstd_argv())
+    with pytest.raises(ToolError, match="sh failed with exit code 3: boom"):
+        stream.wait()
+    assert not (tmp_path / "db/x.dump.zst").exists() and staging.entries == {}
+
+
+def test_dump_stream_abort_reaps_both_processes(tmp_path: Path) -> None:
+    staging = Staging(tmp_path)
+    out = staging.open("db/x.dump.zst")
+    stream = database.DumpStream(["cat", "/dev/urandom"], {}, out,
+                                 compress=database.zstd_argv())
+    stream.abort()
+    assert all(p.returncode is not None for p in stream.procs)
+    assert len(stream.procs) == 2 and not any(t.is_alive() for t in stream._threads)
+    assert not (tmp_path / "db/x.dump.zst").exists() and staging.entries == {}
+    with pytest.raises(ToolError, match="cat failed with exit code -9"):
+        stream.wait()  # the tool is named for a kill from outside
+
+
+def test_missing_zstd_fails_the_check_before_writing(pg_cluster: Cluster, pg_db: str,
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    ctx = make_ctx(tmp_path, cluster_db(pg_cluster, (pg_db,)))
+    with pytest.raises(InputError, match="required tool not found: zstd") as e:
+        database.check(ctx)
+    assert "install zstd" in (e.value.hint or "")
+    with pytest.raises(InputError, match="zstd"):
+        database.build(ctx)
+    assert list(ctx.staging.root.rglob("*")) == [] and ctx.staging.entries == {}
+
+
+def test_a_failing_zstd_fails_the_dump_and_leaves_nothing(
+        pg_cluster: Cluster, pg_db: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pg_cluster.run_sql(pg_db, SQL)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "zstd").write_text("#!/bin/sh\nhead -c 100 >/dev/null\n"
+                               "echo 'zstd: out of luck' >&2\nexit 7\n")
+    (fake / "zstd").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    ctx = make_ctx(tmp_path, cluster_db(pg_cluster, (pg_db,)))
+    database.check(ctx)
+    with pytest.raises(ToolError, match="zstd failed with exit code 7: zstd: out of luck"):
+        database.build(ctx)
+    assert [p for p in ctx.staging.root.rglob("*") if not p.is_dir()] == []
+    assert ctx.staging.entries == {}
+
+
 def test_archive_header_layouts() -> None:
     int4 = lambda v: b"\x00" + v.to_bytes(4, "little")  # noqa: E731
     times = b"".join(int4(v) for v in (1, 2, 3, 4, 5, 99, 1))
@@ -306,5 +403,5 @@ def test_abort_stops_a_running_dump(pg_cluster: Cluster, pg_db: str, tmp_path: P
     pending.abort()
     with pytest.raises(SatchelError):
         pending.finish()
-    assert not (ctx.staging.root / f"db/{pg_db}.dump").exists()
-    assert "db/globals.sql" not in ctx.staging.entries
+    assert [p for p in ctx.staging.root.rglob("*") if not p.is_dir()] == []
+    assert ctx.staging.entries == {}

@@ -176,7 +176,7 @@ def test_the_sets_have_several_self_describing_volumes_and_chunks(sets: Sets) ->
             if kind == "dir":
                 assert (v / "manifest.json").read_bytes() == manifest
         chunked = {c["file"] for d in docs for c in d["chunks"]}
-        dump = f"db/{sets.db}.dump"
+        dump = f"db/{sets.db}.dump.zst"
         assert {dump, "files/config.tar.zst"} <= chunked, chunked
         assert all(d["set"] == docs[0]["set"] for d in docs)
         rpms = [f["path"] for d in docs for f in d["files"] if f["path"].endswith(".rpm")]
@@ -271,7 +271,7 @@ def test_import_from_volumes_gives_what_the_single_directory_gives(
     assert (root / "var/lib/demo/blob.bin").stat().st_size == 400 << 10
     assert dirs == single
     assert discs == single
-    assert not list(Path("/tmp").glob(f"satchel-volumes-*/db/{sets.db}.dump"))
+    assert not list(Path("/tmp").glob(f"satchel-volumes-*/db/{sets.db}.dump*"))
 
 
 def test_a_flipped_byte_in_a_chunk_is_named_and_the_import_refused(
