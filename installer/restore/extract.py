@@ -6,10 +6,23 @@ written to a staging area under <root>/var/lib/satchel/staging, with its sha256
 checked against the manifest's index as it is written. Nothing the target uses
 has changed yet, so a bad member or a corrupted archive stops the run here.
 
-commit() moves staged entries into place in path order (parents first); each
-replaced file is backed up under the state directory first; then the mtimes of the
-set's directories above what changed are set to the archive's. undo() puts every
-replaced file back byte for byte and removes what was created.
+commit() backs up every file it will replace (under the state directory), then
+moves staged entries into place in path order (parents first); then the mtimes of
+the set's directories above what changed are set to the archive's. undo() puts
+every replaced file back byte for byte and removes what was created.
+
+Durability, without an fsync per file: staged files are written unsynced and
+prepare() ends with one syncfs(2) of the staging file system, so no entry is
+renamed into place before its content is on disk (after a crash, the journal's
+entry names files whose content came from the staging area). The backups are
+made unsynced too, then one syncfs of the backup file system before the first
+original is replaced. commit() renames without syncing and, before it returns
+(the transaction then marks the step done in the journal, and a later run skips
+it), fsyncs once each directory it changed an entry of (created directories
+included), deepest first, and syncs the file system of any file that had to be
+copied in from a staging area on another file system. A crash before that leaves
+the step started: the next run checks every entry against the archive again and
+redoes what is not in place.
 
 Resuming: before moving anything, commit() writes the records of every change it
 is about to make to the journal (`Journal.begin`). A run killed in the middle of
@@ -107,6 +120,10 @@ class ExtractSet(TransactionElement):
         self.warnings: List[str] = []
         self.earlier: List[Dict[str, Any]] = []  # records of an interrupted attempt
         self._begun = False
+        self._safe_parents: Set[str] = set()  # prepare: parents that resolve inside root
+        self._dirs_known: Set[Path] = set()  # commit: directories seen to exist
+        self._dirs_changed: Set[Path] = set()  # commit: entries changed, fsynced at the end
+        self._copied_in: Dict[int, Path] = {}  # commit: st_dev -> a file copied in there
 
     def describe(self) -> str:
         return f"restore file set {self.fileset.get('name', self.archive.name)}"
@@ -144,11 +161,18 @@ class ExtractSet(TransactionElement):
                               else ""))
         self.warnings = owners.warnings
         self.changes.sort(key=lambda c: c.rel)
+        if any(c.staged is not None for c in self.changes):
+            fsutil.syncfs(self.staging)  # every staged file durable before commit
 
     def _stage(self, tf: tarfile.TarFile, m: tarfile.TarInfo, rec: Dict[str, Any],
                uid: int, gid: int) -> None:
         root = self.txn.root
-        self.txn.resolve("/" + m.name, follow_last=False)  # a parent must not lead out
+        # A parent must not lead out. Only the parents are followed, and prepare
+        # changes nothing in the root: each parent directory is resolved once.
+        parent = m.name.rpartition("/")[0]
+        if parent not in self._safe_parents:
+            self.txn.resolve("/" + m.name, follow_last=False)
+            self._safe_parents.add(parent)
         how = classify(root, m.name, rec, uid, gid)
         if how == "identical":
             self.identical += 1
@@ -180,8 +204,6 @@ class ExtractSet(TransactionElement):
                     break
                 h.update(chunk)
                 out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
         digest = h.hexdigest()
         if digest != rec.get("sha256"):
             raise InputError(f"{self.archive.name}: {m.name} does not match the manifest "
@@ -197,12 +219,38 @@ class ExtractSet(TransactionElement):
                                         for rel in self._missing_parents(root)]
             self.txn.journal.begin(self.step_id, {"records": planned})
             self._begun = True
+        self._back_up(root)
         for c in self.changes:
             self._apply(root, root / c.rel, c)
             c.applied = True
             checkpoint.reached("files.commit")
         self._dir_times(root)
+        for path in self._copied_in.values():
+            fsutil.syncfs(path)
+        for d in sorted(self._dirs_changed, key=lambda p: (-len(p.parts), str(p))):
+            fsutil.fsync_dir(d)
         shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _back_up(self, root: Path) -> None:
+        """Back up every file (or symlink) about to be replaced, then make all the
+        backups durable at once, before any original is replaced."""
+        made = False
+        for c in self.changes:
+            if c.how != "replace":
+                continue
+            host = root / c.rel
+            c.backup = self.txn.backup_path("/" + c.rel)
+            c.backup.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if os.path.isdir(host) and not os.path.islink(host):
+                raise InputError(f"/{c.rel}: is a directory on the target, a {c.kind} "
+                                 "in the bundle; not replacing it")
+            if os.path.islink(host):
+                os.symlink(os.readlink(host), c.backup)
+            else:
+                fsutil.copy_file_meta(host, c.backup)
+            made = True
+        if made:
+            fsutil.syncfs(self.txn.backup_dir)
 
     def _dir_times(self, root: Path) -> None:
         """The archive's mtimes on the set's directories at and above what this
@@ -224,8 +272,11 @@ class ExtractSet(TransactionElement):
                 os.utime(host, (mtime, mtime))
 
     def _apply(self, root: Path, host: Path, c: Change) -> None:
-        if not host.parent.is_dir():  # a missing parent outside the set's paths
-            self._make_parents(root, host.parent)
+        parent = host.parent
+        if parent not in self._dirs_known:
+            if not parent.is_dir():  # a missing parent outside the set's paths
+                self._make_parents(root, parent)
+            self._dirs_known.add(parent)
         if c.how == "meta":
             st = os.lstat(host)
             c.old_meta = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
@@ -233,20 +284,11 @@ class ExtractSet(TransactionElement):
             if not stat.S_ISLNK(st.st_mode):
                 os.chmod(host, c.mode)
             return
-        if c.how == "replace":
-            c.backup = self.txn.backup_path("/" + c.rel)
-            c.backup.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if os.path.isdir(host) and not os.path.islink(host):
-                raise InputError(f"/{c.rel}: is a directory on the target, a {c.kind} "
-                                 "in the bundle; not replacing it")
-            if os.path.islink(host):
-                os.symlink(os.readlink(host), c.backup)
-            else:
-                fsutil.backup_copy(host, c.backup)
         if c.kind == "dir":
             os.mkdir(host, 0o700)
             os.chown(host, c.uid, c.gid)
             os.chmod(host, c.mode)
+            self._dirs_known.add(host)
         elif c.kind == "symlink":
             tmp = host.with_name(f".satchel-{os.getpid()}-{host.name}")
             os.symlink(c.link, tmp)
@@ -254,8 +296,9 @@ class ExtractSet(TransactionElement):
             os.replace(tmp, host)
         else:
             assert c.staged is not None
-            self._move_in(c.staged, host)
-        fsutil.fsync_dir(host.parent)
+            if self._move_in(c.staged, host):
+                self._copied_in.setdefault(os.lstat(host).st_dev, host)
+        self._dirs_changed.add(parent)
         fsutil.restorecon(host, root)
 
     def _missing_parents(self, root: Path) -> List[str]:
@@ -272,19 +315,24 @@ class ExtractSet(TransactionElement):
     def _make_parents(self, root: Path, path: Path) -> None:
         for d in fsutil.missing_dirs(path):
             os.mkdir(d, 0o755)
+            self._dirs_changed.add(d.parent)
             self.parents.append(Change(str(d.relative_to(root)), "dir", "create",
                                        mode=0o755, applied=True))
 
     @staticmethod
-    def _move_in(staged: Path, host: Path) -> None:
+    def _move_in(staged: Path, host: Path) -> bool:
+        """Rename the staged file over `host`; True if it had to be copied (the
+        copy's data is not synced yet)."""
         try:
             os.replace(staged, host)
+            return False
         except OSError:  # staging on another file system: copy beside, then rename
             tmp = host.with_name(f".satchel-{os.getpid()}-{host.name}")
             shutil.copy2(staged, tmp)
             st = os.stat(staged)
             os.chown(tmp, st.st_uid, st.st_gid)
             os.replace(tmp, host)
+            return True
 
     def abort(self) -> None:
         self.undo()
