@@ -14,6 +14,7 @@ knows the state before the first attempt). `mark()` drops it: the step is done.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import threading
@@ -33,6 +34,8 @@ class Journal:
         # An element prepared ahead (transaction.prepare_ahead) writes from the
         # background worker while the main thread commits: one writer at a time.
         self._lock = threading.RLock()
+        if enabled:
+            self._remove_stale_temps()
         if self.path.exists():
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
@@ -97,6 +100,14 @@ class Journal:
             if self.path.exists():
                 self.path.unlink()
                 fsutil.fsync_dir(self.path.parent)
+
+    def _remove_stale_temps(self) -> None:
+        """A run killed in the middle of a journal write leaves its temp file (the
+        journal itself is replaced atomically, so it is intact). The run lock is held:
+        no other run is writing here."""
+        for tmp in self.path.parent.glob(".satchel-*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def _write(self) -> None:
         if not self.enabled:

@@ -62,3 +62,17 @@ def test_interrupted_run_resumes(tmp_path: pathlib.Path) -> None:
     assert "one.service" in state.services("demo")  # records of skipped steps kept
     assert "/etc/two" in state.files("demo")
     assert "/etc/satchel-demo/motd" in state.files("demo")
+
+
+def test_a_temp_file_left_by_a_write_killed_midway_is_removed_by_the_next_run(
+        tmp_path: pathlib.Path) -> None:
+    from installer.engine.journal import Journal
+
+    state = tmp_path / "state"
+    journal = Journal(state, "import")
+    journal.mark("one", [{"kind": "dir", "path": "/x"}])
+    stale = state / "journal" / ".satchel-abc123.tmp"  # as fsutil.write_temp names it
+    stale.write_text('{"steps": {"one": [')  # a write cut short by kill -9
+    again = Journal(state, "import")
+    assert not stale.exists()
+    assert again.done("one") and again.records("one") == [{"kind": "dir", "path": "/x"}]
