@@ -79,9 +79,29 @@ def _same_meta(st: os.stat_result, mode: int, uid: int, gid: int) -> bool:
     return (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, uid, gid)
 
 
-def classify(root: Path, rel: str, rec: Dict[str, Any], uid: int, gid: int) -> str:
-    """create | replace | meta | identical, for one index record against the root."""
-    host = root / rel
+class HostPaths:
+    """Host paths of a set's entries: the parents resolved inside the root as the
+    target would see them (a symlink among them, absolute or relative, is followed
+    from the root: never out of it; a `..` above the root is an InputError), the
+    last component not followed. One resolution per parent directory."""
+
+    def __init__(self, resolve: Callable[..., Path], root: Path) -> None:
+        self._resolve = resolve
+        self._root = root
+        self._parents: Dict[str, Path] = {}
+
+    def __call__(self, rel: str) -> Path:
+        parent, _, name = rel.rpartition("/")
+        base = self._parents.get(parent)
+        if base is None:
+            base = self._resolve("/" + parent) if parent else self._root
+            self._parents[parent] = base
+        return base / name
+
+
+def classify(host: Path, rec: Dict[str, Any], uid: int, gid: int) -> str:
+    """create | replace | meta | identical, for one index record against its host
+    path (see HostPaths)."""
     try:
         st = os.lstat(host)
     except FileNotFoundError:
@@ -120,7 +140,6 @@ class ExtractSet(TransactionElement):
         self.warnings: List[str] = []
         self.earlier: List[Dict[str, Any]] = []  # records of an interrupted attempt
         self._begun = False
-        self._safe_parents: Set[str] = set()  # prepare: parents that resolve inside root
         self._dirs_known: Set[Path] = set()  # commit: directories seen to exist
         self._dirs_changed: Set[Path] = set()  # commit: entries changed, fsynced at the end
         self._copied_in: Dict[int, Path] = {}  # commit: st_dev -> a file copied in there
@@ -129,6 +148,10 @@ class ExtractSet(TransactionElement):
         return f"restore file set {self.fileset.get('name', self.archive.name)}"
 
     # -- prepare: stream, check, stage -------------------------------------
+
+    def bind(self, txn: Any) -> None:
+        super().bind(txn)
+        self.host = HostPaths(txn.resolve, txn.root)
 
     def prepare(self) -> None:
         root = self.txn.root
@@ -166,14 +189,7 @@ class ExtractSet(TransactionElement):
 
     def _stage(self, tf: tarfile.TarFile, m: tarfile.TarInfo, rec: Dict[str, Any],
                uid: int, gid: int) -> None:
-        root = self.txn.root
-        # A parent must not lead out. Only the parents are followed, and prepare
-        # changes nothing in the root: each parent directory is resolved once.
-        parent = m.name.rpartition("/")[0]
-        if parent not in self._safe_parents:
-            self.txn.resolve("/" + m.name, follow_last=False)
-            self._safe_parents.add(parent)
-        how = classify(root, m.name, rec, uid, gid)
+        how = classify(self.host(m.name), rec, uid, gid)
         if how == "identical":
             self.identical += 1
             return
@@ -221,7 +237,7 @@ class ExtractSet(TransactionElement):
             self._begun = True
         self._back_up(root)
         for c in self.changes:
-            self._apply(root, root / c.rel, c)
+            self._apply(root, self.host(c.rel), c)
             c.applied = True
             checkpoint.reached("files.commit")
         self._dir_times(root)
@@ -238,7 +254,7 @@ class ExtractSet(TransactionElement):
         for c in self.changes:
             if c.how != "replace":
                 continue
-            host = root / c.rel
+            host = self.host(c.rel)
             c.backup = self.txn.backup_path("/" + c.rel)
             c.backup.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if os.path.isdir(host) and not os.path.islink(host):
@@ -265,7 +281,7 @@ class ExtractSet(TransactionElement):
                     dirs.add(rel)
                 rel = rel.rpartition("/")[0]
         for rel in sorted(dirs, key=lambda r: (-r.count("/"), r)):
-            host = root / rel
+            host = self.host(rel)
             mtime = int(self.index[rel].get("mtime", 0))
             st = os.lstat(host)
             if stat.S_ISDIR(st.st_mode) and int(st.st_mtime) != mtime:
@@ -307,7 +323,7 @@ class ExtractSet(TransactionElement):
         for c in self.changes:
             rel = c.rel.rpartition("/")[0]
             while rel and rel not in out and rel not in self.index \
-                    and not os.path.lexists(root / rel):
+                    and not os.path.lexists(self.host(rel)):
                 out.add(rel)
                 rel = rel.rpartition("/")[0]
         return sorted(out)
@@ -347,10 +363,9 @@ class ExtractSet(TransactionElement):
             self._begun = False
 
     def undo(self) -> None:
-        root = self.txn.root
         for c in sorted((c for c in self.changes + self.parents if c.applied),
                         key=lambda c: c.rel, reverse=True):
-            host = root / c.rel
+            host = self.host(c.rel)
             if c.how == "meta" and c.old_meta is not None:
                 mode, uid, gid = c.old_meta
                 os.chown(host, uid, gid, follow_symlinks=False)

@@ -260,3 +260,21 @@ def test_syncfs_falls_back_to_sync_without_libc_syncfs(
     monkeypatch.setattr(os, "sync", lambda: calls.append("sync"))
     fsutil.syncfs(tmp_path)
     assert calls == ["sync"]
+
+
+def test_an_absolute_symlink_in_the_root_is_followed_inside_the_root(
+        setup: Setup, tmp_path: Path) -> None:
+    # On the target, /opt -> /srv/tools means <root>/srv/tools: the host's own
+    # /srv/tools (which the host may not even have) must never be written.
+    outside = Path("/srv") / f"satchel-test-{tmp_path.name}"
+    assert not outside.exists()
+    (setup.root / "srv" / outside.name).mkdir(parents=True)
+    os.symlink(str(outside), setup.root / "opt")
+    setup.element.prepare()
+    setup.element.commit()
+    assert not outside.exists()
+    inside = setup.root / "srv" / outside.name / "tool/run.sh"
+    assert inside.read_bytes() == FILES["opt/tool/run.sh"]
+    assert os.readlink(setup.root / "opt") == str(outside)  # the link itself untouched
+    setup.element.undo()
+    assert not (setup.root / "srv" / outside.name / "tool").exists()

@@ -35,7 +35,7 @@ from installer import engine
 from installer.engine import Stages
 from installer.errors import InputError, RefusedError
 from installer.restore import bundleinfo
-from installer.restore.extract import ExtractSet, classify
+from installer.restore.extract import ExtractSet, HostPaths, classify
 from installer.restore.packages import DBPATH, payload_sizes
 from installer.restore.secrets import member_names, open_encrypted
 from installer.restore.space import SYSTEM_MARGIN, SpaceNeeds
@@ -93,13 +93,14 @@ class Plugin(engine.PluginBase):
             if fs.get("encrypt", "none") != "none":
                 self._check_decryption(bundle, fs)
             counts = {"create": 0, "replace": 0, "meta": 0, "identical": 0}
+            hosts = HostPaths(self.resolve, self.root)
             for rel, rec in fs["index"].items():
-                how = classify(self.root, rel, rec, owners.uid(_Rec(rec)),  # type: ignore[arg-type]
+                host = hosts(rel)
+                how = classify(host, rec, owners.uid(_Rec(rec)),  # type: ignore[arg-type]
                                owners.gid(_Rec(rec)))  # type: ignore[arg-type]
                 counts[how] += 1
                 if how not in ("create", "replace"):
                     continue
-                host = self.root / rel
                 size = int(rec.get("size", 0)) if rec["type"] == "file" else 0
                 self._space.add(host, size, 1 if how == "create" else 0)
                 if size and not self._space.same_fs(staging, host):
