@@ -95,7 +95,7 @@ class Transaction:
         self.journal = journal
         self.committed: List[TransactionElement] = []
         self.is_open = False
-        self._backups = 0
+        self._backups: Dict[str, int] = {}  # target -> backups made of it
         self._ahead: List[_Ahead] = []  # prepared ahead, not yet appended
         self._ahead_lock = threading.Lock()
         self._ahead_queue: List[_Ahead] = []
@@ -114,9 +114,13 @@ class Transaction:
         log.debug("transaction ends with %d committed element(s)", len(self.committed))
 
     def backup_path(self, target: str) -> pathlib.Path:
-        """A fresh place for the backup of target path `target` (never beside it)."""
-        self._backups += 1
-        return self.backup_dir / str(self._backups) / target.lstrip("/")
+        """A fresh place for the backup of target path `target` (never beside it):
+        <backup_dir>/<n>/<target>, n counting the backups of that same target, so
+        the backups of many files share one tree."""
+        rel = target.lstrip("/")
+        n = self._backups.get(rel, 0) + 1
+        self._backups[rel] = n
+        return self.backup_dir / str(n) / rel
 
     def prepare_ahead(self, element: TransactionElement) -> None:
         """Start `element`'s prepare() in the background worker; `append(element)`
