@@ -231,9 +231,7 @@ def import_job(bench: Bench) -> Job:
         name="import",
         satchel=Command([bench.python, str(bench.bundle / "install"), "import",
                          "--root", str(satchel_root), "--unattended", "--answers", str(answers)],
-                        outputs=(satchel_root,), reset=fresh(satchel_root),
-                        tidy=lambda log: roots.remove_host_scratch(
-                            log, *(satchel_root / "var/log/satchel").glob("*.log"))),
+                        outputs=(satchel_root,), reset=fresh(satchel_root)),
         baseline=Command(["sh", "-c", BASELINE_IMPORT], env=env, outputs=(baseline_root,),
                          reset=fresh(baseline_root)),
         what="./install import --root (venv python)  vs  sha256sum -c + dnf --installroot "

@@ -48,8 +48,6 @@ class Command:
     # Run (untimed) after the outputs are removed, before each run: a fresh root,
     # a fresh target database.
     reset: Optional[Callable[[], None]] = None
-    # Run (untimed) after each run, with the run's log: what it left outside its outputs.
-    tidy: Optional[Callable[[Path], object]] = None
 
 
 @dataclass(frozen=True)

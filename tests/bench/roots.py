@@ -15,7 +15,6 @@ Everything runs into directories under the benchmark's work directory, never /.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -79,27 +78,6 @@ def source_root(where: Path, node: Node) -> Path:
     dnf_install(root, repo, dnf_home(where / "home"), "bench-*")
     shutil.copytree(node.tree / "etc", root / "etc", dirs_exist_ok=True)
     return root
-
-
-HOST_SCRATCH = re.compile(r"--setopt=(?:cachedir|persistdir)=(/var/tmp/\.satchel-dnf-[\w-]+)/")
-
-
-def remove_host_scratch(*logs: Path) -> list[str]:
-    """Remove the dnf scratch directories an `install import` run left on the host.
-
-    The installer passes dnf `--setopt=cachedir=/var/tmp/.satchel-dnf-XXXX/cache`
-    meaning the root's /var/tmp, but dnf reads it as the host's: every run leaves
-    one or two such directories in the host's /var/tmp (an installer bug, see the
-    README's benchmark section). Only the directories this run's logs name are
-    removed, after the run (untimed)."""
-    text = "".join(log.read_text(encoding="utf-8", errors="replace")
-                   for log in logs if log.is_file())
-    removed = []
-    for path in sorted(set(HOST_SCRATCH.findall(text))):
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
 
 
 class TargetServer:

@@ -116,9 +116,6 @@ def run_job(job: jobs.Job, runs: int, logdir: Path) -> dict[str, Any]:
                 samples[side].append(measure.run(cmd, log))
             except Exception as e:  # reported; the other jobs still run
                 return {"what": job.what, "error": f"{side}: {e}"}
-            finally:
-                if cmd.tidy is not None:
-                    cmd.tidy(log)
     result: dict[str, Any] = {"what": job.what,
                               "satchel": summarize(samples["satchel"]),
                               "baseline": summarize(samples["baseline"])}

@@ -19,6 +19,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 NEEDED = ("rpmbuild", "createrepo_c", "dnf", "zstd", "tar", "sha256sum")
 
 
+def _host_scratch() -> set[str]:
+    """What dnf could leave on the host if given a host path: /var/tmp, /var/cache/dnf."""
+    return {str(p) for d in (Path("/var/tmp"), Path("/var/cache/dnf")) if d.is_dir()
+            for p in d.iterdir()}
+
+
 def test_harness_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = [t for t in NEEDED if shutil.which(t) is None]
     if not Path("/usr/bin/time").is_file():
@@ -26,7 +32,10 @@ def test_harness_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)}")
     out = tmp_path / "bench.json"
+    host_scratch = _host_scratch()
     assert run.main(["--scales", "0.1", "--runs", "1", "--out", str(out)]) == 0
+    # Builds, snapshots and imports into --root leave nothing in the host's /var.
+    assert _host_scratch() == host_scratch
 
     doc = json.loads(out.read_text())
     assert doc["machine"]["cores"] >= 1
