@@ -29,6 +29,11 @@ from bundler.recipe import Override
 from installer.errors import InputError
 
 BLOCK = 1 << 16
+# zstd compresses in worker threads (libarchive 3.6+), beside our reading and hashing
+# and off the GIL. Its output is the same for any number of workers from 1 up (only
+# the single-threaded mode, without the option, differs), so the same libarchive and
+# zstd give the same bytes on any machine; the cap bounds the workers' buffers.
+ZSTD_THREADS = min(os.cpu_count() or 1, 4)
 
 
 @dataclass(frozen=True)
@@ -122,20 +127,23 @@ def _apply_overrides(entry: ArchiveEntry, rel: str, overrides: Sequence[Override
             entry.perm = o.mode
 
 
-def _index_record(entry: ArchiveEntry, digest: Optional[str]) -> dict[str, Any]:
-    kind = ("dir" if entry.isdir else "symlink" if entry.issym else
-            "file" if entry.isreg else "other")
+# The index's "type" of each file type; anything else is "other".
+_KINDS = {stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", stat.S_IFREG: "file"}
+
+
+def _index_record(entry: ArchiveEntry, kind: str, mtime: int,
+                  digest: Optional[str]) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "type": kind,
         "mode": f"{entry.perm:04o}",
         "uid": entry.uid, "gid": entry.gid,
         "user": entry.uname or "", "group": entry.gname or "",
-        "mtime": int(entry.mtime or 0),
+        "mtime": mtime,
     }
-    if entry.isreg:
+    if kind == "file":
         rec["size"] = entry.size
         rec["sha256"] = digest
-    if entry.issym:
+    elif kind == "symlink":
         rec["target"] = entry.linkpath
     return rec
 
@@ -157,7 +165,7 @@ def write_tree(
     names = names if names is not None else OwnerNames()
     sink = Sink(out)
     filter_name = "zstd" if compress else None
-    options = "zstd:compression-level=3" if compress else ""
+    options = _zstd_options() if compress else ""
     with sink.guard(), _disk_reader() as read_p, libarchive.custom_writer(
             sink.write_cb, "pax_restricted", filter_name=filter_name, options=options,
             block_size=BLOCK) as archive:
@@ -167,6 +175,13 @@ def write_tree(
                           names)
             advance(1, m.rel)
     return index
+
+
+def _zstd_options() -> str:
+    options = "zstd:compression-level=3"
+    if ffi.version_number() >= 3006000:  # zstd:threads came with libarchive 3.6
+        options += f",zstd:threads={ZSTD_THREADS}"
+    return options
 
 
 # libarchive's own metadata reader, the one its directory walker calls for each
@@ -237,25 +252,26 @@ def _write_member(write_p: Any, read_p: Any, m: Member, sde: int,
                   index: dict[str, dict[str, Any]], names: OwnerNames) -> Optional[str]:
     entry = ArchiveEntry(header_codec="utf-8")
     _read_metadata(read_p, entry, m.source)
+    kind = _KINDS.get(entry.filetype & 0o170000, "other")  # overrides keep the type
     entry.pathname = m.rel
-    mtime = entry.mtime or 0
-    entry.mtime = min(int(mtime), sde)
+    mtime = min(int(entry.mtime or 0), sde)
+    entry.mtime = mtime
     entry.atime = None
     entry.ctime = None
     entry.birthtime = None
     _name_owners(entry, names)
     _apply_overrides(entry, m.rel, overrides, names)
-    if max_mode is not None and entry.isreg:
+    if max_mode is not None and kind == "file":
         entry.perm = entry.perm & max_mode
     digest: Optional[str] = None
-    if entry.isreg:
+    if kind == "file":
         digest = _write_regular(write_p, entry, m.source)
     else:
-        if entry.isdir or entry.issym:
+        if kind != "other":  # a directory or a symlink carries no data
             entry.size = 0
         ffi.write_header(write_p, entry._entry_p)
         ffi.write_finish_entry(write_p)
-    index[m.rel] = _index_record(entry, digest)
+    index[m.rel] = _index_record(entry, kind, mtime, digest)
     return digest
 
 

@@ -5,12 +5,20 @@ because of the outside world, then write each component into a staging tree
 beside the output (hashing on the way), the installer, SHA256SUMS and the
 manifest last, then publish. A failed or interrupted build removes its staging
 tree, so nothing that looks like a bundle is left behind.
+
+The database dump depends on the recipe's [database] alone, so it goes first: its
+check and then the dump run in a thread from the start, beside a snapshot's
+planning, the other checks and the other components. It writes only its files in
+the staging tree (the one exception to "nothing is written before every check has
+passed"), and any failure elsewhere stops it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
+import importlib
 import json
 import logging
 import os
@@ -88,17 +96,36 @@ def build_spec_packages(recipe: Recipe, sde: int, progress: Progress) -> Recipe:
     return dataclasses.replace(recipe, packages=packages)
 
 
+class _Lazy:
+    """A component module, imported when first used: the database dump starts
+    before the imports of the others (rpm, createrepo_c, the hook engine) are done."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(f"bundler.components.{self._name}"), attr)
+
+
+def _needed(ctx: BuildContext, name: str) -> bool:
+    """The hooks component has nothing to do without the recipe's [hooks] section:
+    it is neither imported (the hook engine) nor called then; its section is None."""
+    return name != "hooks" or name in ctx.recipe.plugins
+
+
 def _components(repo: Any = None) -> list[tuple[str, Any]]:
     """The components in build order; `repo` replaces rpm_repo (snapshot)."""
-    from bundler.components import database, filesets, hooks, rpm_repo, secrets
-    return [("repo", repo or rpm_repo), ("hooks", hooks), ("database", database),
-            ("filesets", filesets), ("secrets", secrets)]
+    return [("repo", repo or _Lazy("rpm_repo")), ("hooks", _Lazy("hooks")),
+            ("database", _Lazy("database")), ("filesets", _Lazy("filesets")),
+            ("secrets", _Lazy("secrets"))]
 
 
 def build(recipe: Recipe, out: Path, fmt: OutputFormat, *, force: bool = False,
           progress: Optional[Progress] = None, source_root: Path = Path("/"),
           prepare: Optional[Callable[[BuildContext], None]] = None,
           repo_component: Any = None, medium: Optional[Medium] = None) -> Result:
+    """Build a bundle. `prepare(ctx)` (a snapshot's planning) runs before the checks,
+    beside the database dump, and may replace `ctx.recipe` (but not its [database])."""
     started = time.monotonic()
     progress = progress or Progress()
     out = output_path(out.absolute(), fmt)
@@ -110,37 +137,50 @@ def build(recipe: Recipe, out: Path, fmt: OutputFormat, *, force: bool = False,
     if not out.parent.is_dir():
         raise InputError(f"{out.parent}: the output's directory does not exist")
     sde = source_date_epoch(recipe)
-    recipe = build_spec_packages(recipe, sde, progress)
     staging_dir = out.with_name(f".{out.name}.staging-{os.getpid()}")
     workdir = Path(tempfile.mkdtemp(prefix="satchel-build-"))
     ctx = BuildContext(recipe=recipe, staging=Staging(staging_dir), progress=progress,
                        source_date_epoch=sde, workdir=workdir, source_root=source_root)
     components = _components(repo_component)
+    dump: Optional[_Database] = None
     try:
-        if prepare is not None:
-            prepare(ctx)
-        with progress.step("checking inputs"):
-            for _, module in components:
-                if hasattr(module, "check"):
-                    module.check(ctx)
-        staging_dir.mkdir()
-        sections = _build_components(ctx, components)
+        try:
+            staging_dir.mkdir()
+            # The dump first (see the module's docstring); nothing else is written
+            # before every check has passed, its own included.
+            if recipe.database is not None:
+                dump = _Database(ctx, dict(components)["database"])
+            if prepare is not None:
+                prepare(ctx)
+            ctx.recipe = build_spec_packages(ctx.recipe, sde, progress)
+            with progress.step("checking inputs"):
+                for name, module in components:
+                    if (_needed(ctx, name) and not (name == "database" and dump)
+                            and hasattr(module, "check")):
+                        module.check(ctx)
+                if dump is not None:
+                    dump.checked()
+            sections = _build_components(ctx, components, dump)
+        except BaseException:
+            if dump is not None:
+                dump.abort()
+            raise
         from bundler.components import installer_zipapp
         sections["installer"] = installer_zipapp.build(ctx)
-        sections["services"] = {"enable": list(recipe.services.enable)}
+        sections["services"] = {"enable": list(ctx.recipe.services.enable)}
         for name in ("setup", "vmcatcher"):  # answered on the target from the manifest
-            if name in recipe.plugins:
-                sections[name] = json.loads(json.dumps(dict(recipe.plugins[name])))
+            if name in ctx.recipe.plugins:
+                sections[name] = json.loads(json.dumps(dict(ctx.recipe.plugins[name])))
         from bundler import manifest
         doc = manifest.write(ctx, sections, socket.gethostname())
         volumes: tuple[Path, ...] = ()
         if medium is not None:  # the whole layout first: a medium too small writes nothing
-            layout = media.plan(staging_dir, doc, medium, recipe.bundle.label)
+            layout = media.plan(staging_dir, doc, medium, ctx.recipe.bundle.label)
             volumes = tuple(publish_volumes(staging_dir, layout, out, fmt, sde=sde,
                                             progress=progress, force=force))
             final = volumes[0]
         else:
-            final = publish(staging_dir, out, fmt, label=recipe.bundle.label,
+            final = publish(staging_dir, out, fmt, label=ctx.recipe.bundle.label,
                             top=f"{recipe.bundle.name}-{recipe.bundle.version}", sde=sde,
                             progress=progress, force=force)
     except OSError as e:
@@ -156,39 +196,89 @@ def build(recipe: Recipe, out: Path, fmt: OutputFormat, *, force: bool = False,
     return Result(final, fmt, doc, time.monotonic() - started, volumes)
 
 
-def _build_components(ctx: BuildContext, components: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Build every component; the database dump runs beside the file archiving."""
-    sections: dict[str, Any] = {}
-    errors: list[BaseException] = []
+class _Database:
+    """The database component in its own thread: its check, then its dump.
 
-    def in_thread(name: str, module: Any) -> None:
+    `checked()` waits for the check and raises what it found; `finish()` waits for
+    the dump and returns its manifest section; `abort()` stops the dump (a failure
+    elsewhere) and never raises. A stand-in module without `start` (tests, the
+    profiler) runs its `build(ctx)` here instead, and cannot be stopped early.
+    """
+
+    def __init__(self, ctx: BuildContext, module: Any) -> None:
+        # Its own context: a snapshot's planning replaces ctx.recipe meanwhile.
+        self._ctx = dataclasses.replace(ctx)
+        # What the thread calls, and what the check imports on its first call (the
+        # PostgreSQL lookup), imported here: two threads importing the same modules
+        # at once can fail with a deadlock on Python's module locks.
+        self._check = getattr(module, "check", None)
+        self._start = getattr(module, "start", None)
+        self._build = module.build
+        import installer.restore.database  # noqa: F401
+        self._lock = threading.Lock()
+        self._checked = threading.Event()
+        self._check_error: Optional[BaseException] = None
+        self._error: Optional[BaseException] = None
+        self._pending: Any = None
+        self._aborted = False
+        self._section: Any = None
+        self._thread = threading.Thread(target=self._run, name="database", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
         try:
-            sections[name] = module.build(ctx)
-        except BaseException as e:  # re-raised in the main thread below
-            errors.append(e)
+            if self._check is not None:
+                self._check(self._ctx)
+        except BaseException as e:  # raised by checked() in the main thread
+            self._check_error = e
+            return
+        finally:
+            self._checked.set()
+        try:
+            if self._start is None:
+                self._section = self._build(self._ctx)
+                return
+            with self._lock:
+                if self._aborted:
+                    return
+                self._pending = self._start(self._ctx)
+            self._section = self._pending.finish()
+        except BaseException as e:  # raised by finish() in the main thread
+            self._error = e
 
-    threads = []
-    # The dump starts first: it runs on the server and in pg_dump, beside our work.
+    def checked(self) -> None:
+        self._checked.wait()
+        if self._check_error is not None:
+            raise self._check_error
+
+    def finish(self) -> Any:
+        self._thread.join()
+        self.checked()
+        if self._error is not None:
+            raise self._error
+        return self._section
+
+    def abort(self) -> None:
+        with self._lock:
+            self._aborted = True
+            pending = self._pending
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                pending.abort()
+        self._thread.join()
+
+
+def _build_components(ctx: BuildContext, components: list[tuple[str, Any]],
+                      dump: Optional[_Database]) -> dict[str, Any]:
+    """Build every component; the database dump (already running) is waited for last."""
+    sections: dict[str, Any] = {}
     for name, module in components:
-        if name == "database" and ctx.recipe.database is not None:
-            t = threading.Thread(target=in_thread, args=(name, module), name="pg_dump")
-            t.start()
-            threads.append(t)
-    for name, module in components:
-        if name != "database":
-            try:
-                if name == "hooks":  # checks its packages.d lists against the repo
-                    sections[name] = module.build(ctx, repo=sections.get("repo"))
-                else:
-                    sections[name] = module.build(ctx)
-            except BaseException:
-                for t in threads:
-                    t.join()
-                raise
-        elif ctx.recipe.database is None:
-            sections[name] = None
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+        if name == "database" or not _needed(ctx, name):
+            sections[name] = None  # the database's is filled in below
+        elif name == "hooks":  # checks its packages.d lists against the repo
+            sections[name] = module.build(ctx, repo=sections.get("repo"))
+        else:
+            sections[name] = module.build(ctx)
+    if dump is not None:
+        sections["database"] = dump.finish()
     return sections

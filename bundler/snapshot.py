@@ -94,7 +94,18 @@ def plan(recipe: Recipe, source_root: Path, allow_missing: bool,
 def snapshot(recipe: Recipe, source_root: Path, out: Path, fmt: OutputFormat, *,
              force: bool = False, allow_missing: bool = False,
              progress: Optional[Progress] = None, medium: Any = None) -> Result:
+    """Plan (see `plan`) and build. The planning runs inside the build, beside the
+    database dump, which depends on [database] alone: a problem the planning finds
+    stops the dump, and nothing is left at the output path."""
     progress = progress or Progress()
-    planned, repo = plan(recipe, source_root.absolute(), allow_missing, progress)
-    return build(planned, out, fmt, force=force, progress=progress,
-                 source_root=source_root.absolute(), repo_component=repo, medium=medium)
+    root = source_root.absolute()
+    repo = SnapshotRepo([], [], [])
+
+    def prepare(ctx: BuildContext) -> None:
+        planned, found = plan(ctx.recipe, root, allow_missing, progress)
+        repo.rpm_paths, repo.base_rpms, repo.warnings = \
+            found.rpm_paths, found.base_rpms, found.warnings
+        ctx.recipe = planned
+
+    return build(recipe, out, fmt, force=force, progress=progress, source_root=root,
+                 prepare=prepare, repo_component=repo, medium=medium)

@@ -197,7 +197,7 @@ def find_rpms(selected: Sequence[InstalledPkg], sources: Sequence[Path],
 
 
 
-def _differs(host: Path, st: os.stat_result, f: Any, algo: str) -> bool:
+def _differs(host: str, st: os.stat_result, f: Any, algo: str) -> bool:
     if stat.S_IFMT(st.st_mode) != stat.S_IFMT(f.mode):
         return True
     if stat.S_ISDIR(st.st_mode):
@@ -207,7 +207,7 @@ def _differs(host: Path, st: os.stat_result, f: Any, algo: str) -> bool:
     if stat.S_IMODE(st.st_mode) != stat.S_IMODE(f.mode):
         return True
     return stat.S_ISREG(st.st_mode) and (
-        st.st_size != f.size or file_digest(host, algo) != f.digest)
+        st.st_size != f.size or file_digest(Path(host), algo) != f.digest)
 
 
 def changed_files(source_root: Path, pkg: InstalledPkg) -> list[str]:
@@ -215,11 +215,12 @@ def changed_files(source_root: Path, pkg: InstalledPkg) -> list[str]:
     differ from the installed header (ghost and missing files left out)."""
     hdr = pkg.header
     algo = DIGEST_ALGOS.get(int(hdr[rpm.RPMTAG_FILEDIGESTALGO] or 1), "md5")
+    root = os.fspath(source_root)
     out = []
     for f in rpm.files(hdr):
         if f.fflags & rpm.RPMFILE_GHOST:
             continue
-        host = Path(source_root) / f.name.lstrip("/")
+        host = os.path.join(root, f.name.lstrip("/"))  # plain strings: every file
         try:
             st = os.lstat(host)
         except FileNotFoundError:

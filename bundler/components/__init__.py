@@ -11,8 +11,9 @@ anything is written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bundler.progress import Progress
 from bundler.recipe import Recipe
@@ -27,3 +28,5 @@ class BuildContext:
     source_date_epoch: int  # clamp every mtime in archives to this
     workdir: Path  # scratch space outside the staging tree, removed after the build
     source_root: Path  # snapshot: the live node's root; build: "/"
+    # What a component's check found that its build reuses (filesets: the tree walks).
+    memo: dict[str, Any] = field(default_factory=dict)

@@ -16,14 +16,24 @@ from bundler.owners import OwnerNames
 from bundler.recipe import FileSet
 from installer.errors import InputError
 
+_CACHE = "filesets.walks"  # in ctx.memo
+
 
 def _root(ctx: BuildContext, fs_root: Optional[Path]) -> Path:
     return fs_root if fs_root is not None else ctx.source_root
 
 
 def _walks(ctx: BuildContext) -> list[tuple[FileSet, Walk]]:
-    return [(fs, walk(_root(ctx, fs.root), fs.paths, fs.exclude, fs.skip))
-            for fs in ctx.recipe.files]
+    """Every set's members, listed once per build: check() walks, build() reuses it
+    (a file that changes in between is caught while it is archived)."""
+    key = (ctx.recipe.files, ctx.source_root)
+    cached = ctx.memo.get(_CACHE)
+    if cached is not None and cached[0][0] is key[0] and cached[0][1] == key[1]:
+        return list(cached[1])
+    walks = [(fs, walk(_root(ctx, fs.root), fs.paths, fs.exclude, fs.skip))
+             for fs in ctx.recipe.files]
+    ctx.memo[_CACHE] = (key, walks)
+    return walks
 
 
 def check(ctx: BuildContext) -> None:

@@ -21,7 +21,7 @@ import fnmatch
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -140,6 +140,14 @@ def _newest_first(pkgs: Iterable[Rpm]) -> list[Rpm]:
     return out
 
 
+def _matching(pattern: str, names: Collection[str]) -> list[str]:
+    """The names `pattern` matches, sorted; a plain name is looked up, not matched
+    against every name (a snapshot includes each of its packages by name)."""
+    if not any(c in pattern for c in "*?["):
+        return [pattern] if pattern in names else []
+    return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+
+
 @dataclass
 class Closure:
     packages: list[Rpm]  # what goes into the bundle
@@ -179,7 +187,7 @@ def resolve(rpms: Iterable[Rpm], include: Iterable[str], base: Iterable[str],
     selected: dict[str, Rpm] = {}
     problems: list[str] = []
     for pattern in include:
-        names = sorted(n for n in by_name if fnmatch.fnmatchcase(n, pattern))
+        names = _matching(pattern, by_name)
         if not names:
             in_base = any(fnmatch.fnmatchcase(b.name, pattern) for b in base_pkgs)
             problems.append(f"packages.include: {pattern!r} matches no package in the sources"
