@@ -53,6 +53,7 @@ from installer.engine.process import run
 from installer.engine.transaction import TransactionElement
 from installer.errors import InputError, RefusedError, SatchelError, ToolError
 from installer.restore import bundleinfo, checkpoint, pgfacts
+from installer.restore.tarstream import decompressed, zstd_tool
 
 log = logging.getLogger("satchel.database")
 
@@ -471,45 +472,31 @@ def inspect(server: Server, entry: Dict[str, Any]) -> str:
     return "differs" if compare(entry, tables, probe) else "identical"
 
 
-@contextlib.contextmanager
-def dump_source(dump: Path, compression: Optional[str]) -> Iterator[Tuple[List[Path], Any]]:
-    """What pg_restore reads: ([dump], DEVNULL) for a plain custom archive, or
-    ([], zstd's stdout) for a zstd-compressed one (`compression` "zstd"). A zstd
-    that fails (a corrupted file) is a ToolError even when pg_restore, reading a
-    truncated stream, did not notice."""
+def check_compression(entry: Dict[str, Any]) -> None:
+    """A dump this installer can read: no compression (pg_dump's own) or "zstd" with
+    the zstd tool at hand; a RefusedError or InputError otherwise."""
+    compression = entry.get("compression")
     if not compression:
-        yield [dump], subprocess.DEVNULL
         return
     if compression != "zstd":
-        raise RefusedError(f"{dump.name}: unknown dump compression {compression!r}",
-                           hint="this bundle needs a newer installer")
-    zstd = shutil.which("zstd")
-    if zstd is None:
-        raise InputError("the zstd tool is needed to restore the database dumps",
-                         hint="install the zstd package (it is in the distro's base repo)")
-    with tempfile.TemporaryFile() as err:
-        log.info("+ %s -dcq %s |", zstd, dump)
-        proc = subprocess.Popen([zstd, "-dcq", str(dump)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=err)
-        assert proc.stdout is not None
-        try:
-            yield [], proc.stdout
-        except BaseException:
-            proc.kill()  # pg_restore failed: its error is the one to report
-            proc.stdout.close()
-            proc.wait()
-            raise
-        # pg_restore may stop before the end of the stream: read the rest, so that
-        # zstd reaches the frame's checksum and its exit code tells.
-        while proc.stdout.read(1 << 20):
-            pass
-        proc.stdout.close()
-        code = proc.wait()
-        if code != 0:
-            err.seek(0)
-            tail = err.read().decode("utf-8", "replace").strip().splitlines()
-            raise ToolError(f"zstd failed with exit code {code} on {dump.name}",
-                            hint=tail[-1] if tail else "run `install verify` on the bundle")
+        raise RefusedError(f"{Path(entry['path']).name}: unknown dump compression "
+                           f"{compression!r}", hint="this bundle needs a newer installer")
+    zstd_tool("the database dumps")
+
+
+@contextlib.contextmanager
+def dump_source(dump: Path, entry: Dict[str, Any]) -> Iterator[Tuple[List[Path], Any]]:
+    """What pg_restore reads for the manifest's database `entry`: ([dump], DEVNULL)
+    for a plain custom archive, or ([], zstd's stdout) for a zstd-compressed one
+    (see tarstream.decompressed: a damaged frame fails even if pg_restore, reading a
+    truncated stream, did not notice)."""
+    check_compression(entry)
+    if not entry.get("compression"):
+        yield [dump], subprocess.DEVNULL
+        return
+    log.info("+ zstd -dcq %s |", dump)
+    with decompressed(dump, "the database dumps") as stream:
+        yield [], stream
 
 
 # -- the transaction element ----------------------------------------------------------
@@ -616,11 +603,10 @@ class RestoreDatabase(TransactionElement):
     def _pg_restore(self, server_major: int) -> None:
         dump = bundleinfo.bundle_dir(self.bundle) / self.entry["path"]
         tool = pg_restore_path(int(self.entry.get("pg_dump_major") or 0), server_major)
-        compressed = self.entry.get("compression")
         # A zstd dump, or one split over volumes (a pipe, restore/volview.py), is read
         # as a stream by one job: no uncompressed copy on the target's disk.
-        jobs = ["-j", "2"] if dump.is_file() and not compressed else []
-        with self.params.tool_env() as (env, fds), dump_source(dump, compressed) as source:
+        jobs = ["-j", "2"] if dump.is_file() and not self.entry.get("compression") else []
+        with self.params.tool_env() as (env, fds), dump_source(dump, self.entry) as source:
             where, stdin = source
             try:
                 run([tool, "--exit-on-error", "--no-password", *jobs,

@@ -16,10 +16,11 @@ import posixpath
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import IO, Dict, Iterator, List, Optional, Tuple
 
 from installer.errors import InputError, ToolError
 
@@ -115,6 +116,47 @@ def xattrs(m: tarfile.TarInfo) -> Dict[str, bytes]:
     return out
 
 
+ZSTD_HINT = "install the zstd package (it is in the distro's base repo)"
+
+
+def zstd_tool(what: str) -> str:
+    """The zstd tool, or an InputError saying it is needed to read `what`."""
+    zstd = shutil.which("zstd")
+    if zstd is None:
+        raise InputError(f"the zstd tool is needed to read {what}", hint=ZSTD_HINT)
+    return zstd
+
+
+@contextmanager
+def decompressed(path: Path, what: str) -> Iterator[IO[bytes]]:
+    """`zstd -dc path` as a stream. When the reader is done, the rest of the stream
+    is read (a reader may stop early: zstd must reach the frame's checksum), and a
+    zstd that failed is a ToolError, even if the reader did not notice. When the
+    reader fails, zstd is stopped and the reader's error is the one raised."""
+    zstd = zstd_tool(what)
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([zstd, "-dcq", str(path)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=err,
+                                env={**os.environ, "LANG": "C.UTF-8"})
+        assert proc.stdout is not None
+        try:
+            yield proc.stdout
+        except BaseException:
+            proc.kill()
+            proc.stdout.close()
+            proc.wait()
+            raise
+        while proc.stdout.read(1 << 20):
+            pass
+        proc.stdout.close()
+        rc = proc.wait()
+        if rc != 0:
+            err.seek(0)
+            detail = err.read().decode("utf-8", "replace").strip()
+            raise ToolError(f"zstd failed with exit code {rc} on {path.name}: {detail}",
+                            hint="run `install verify` on the bundle")
+
+
 @contextmanager
 def open_stream(archive: Path) -> Iterator[tarfile.TarFile]:
     """A tarfile in stream mode over `zstd -dc` (or the plain file for .tar)."""
@@ -122,23 +164,9 @@ def open_stream(archive: Path) -> Iterator[tarfile.TarFile]:
         with tarfile.open(archive, mode="r|") as tf:
             yield tf
         return
-    zstd = shutil.which("zstd")
-    if zstd is None:
-        raise InputError("the zstd tool is needed to read the file sets",
-                         hint="install the zstd package (it is in the distro's base repo)")
-    proc = subprocess.Popen([zstd, "-dcq", str(archive)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env={**os.environ, "LANG": "C.UTF-8"})
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:
-            yield tf
-    finally:
-        proc.stdout.close()
-        err = proc.stderr.read().decode("utf-8", "replace").strip()
-        rc = proc.wait()
-    if rc != 0:
-        raise ToolError(f"zstd failed with exit code {rc} on {archive.name}: {err}")
+    with decompressed(archive, "the file sets") as stream, \
+            tarfile.open(fileobj=stream, mode="r|") as tf:
+        yield tf
 
 
 def scan(archive: Path) -> List[Tuple[str, str]]:

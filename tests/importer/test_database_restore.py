@@ -488,7 +488,8 @@ def test_a_zstd_dump_streams_and_a_damaged_one_is_an_error(tmp_path: Path) -> No
     (tmp_path / "d").write_bytes(data)
     subprocess.run(["zstd", "-q", str(tmp_path / "d"), "-o", str(tmp_path / "d.zst")],
                    check=True)
-    with restore_db.dump_source(tmp_path / "d.zst", "zstd") as (args, stdin):
+    zstd = {"path": "db/d.zst", "compression": "zstd"}
+    with restore_db.dump_source(tmp_path / "d.zst", zstd) as (args, stdin):
         assert args == []
         head = subprocess.run(["head", "-c", "12"], stdin=stdin, capture_output=True)
     assert head.stdout == data[:12]
@@ -496,8 +497,11 @@ def test_a_zstd_dump_streams_and_a_damaged_one_is_an_error(tmp_path: Path) -> No
     damaged[-6] ^= 0xFF  # in the last block
     (tmp_path / "bad.zst").write_bytes(bytes(damaged))
     with pytest.raises(ToolError, match=r"zstd failed .* on bad\.zst"), \
-            restore_db.dump_source(tmp_path / "bad.zst", "zstd") as (args, stdin):
+            restore_db.dump_source(tmp_path / "bad.zst", zstd) as (args, stdin):
         subprocess.run(["head", "-c", "12"], stdin=stdin, capture_output=True)
+    with pytest.raises(RefusedError, match=r"d\.zst: unknown dump compression 'lz4'"):
+        restore_db.check_compression({"path": "db/d.zst", "compression": "lz4"})
     with pytest.raises(RefusedError, match="unknown dump compression 'lz4'"), \
-            restore_db.dump_source(tmp_path / "d.zst", "lz4"):
+            restore_db.dump_source(tmp_path / "d.zst", {"path": "db/d.zst",
+                                                        "compression": "lz4"}):
         pass

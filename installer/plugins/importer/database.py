@@ -39,6 +39,7 @@ from installer.restore.database import (
     ConnParams,
     RestoreDatabase,
     Server,
+    check_compression,
     conn_params,
     drop_leftover_old,
     inspect,
@@ -122,6 +123,7 @@ class Plugin(engine.PluginBase):
                           f"{len(names) - len(missing)} already present")
             replace = self.env["IMPORT/replaceDb"]
             for entry in section.get("databases", []):
+                check_compression(entry)  # refused here, before any change
                 name = entry["name"]
                 tables = entry.get("tables", {})
                 rows = sum(t["rows"] for t in tables.values())
