@@ -8,11 +8,13 @@ with the list of what needs manual action.
 
 An element whose prepare() does not depend on earlier steps (a database restored
 into a side database, which nothing uses until commit renames it) may be started
-early: `prepare_ahead(element)` runs its prepare() in one background worker while
-the run goes on (dnf installing packages, say), and the later `append(element)`
-waits for it, then commits in the usual order. Elements prepared ahead run one
-after the other, in the order given. A failure anywhere aborts them with the rest
-of the rollback; one never appended is aborted when the transaction ends.
+early: `prepare_ahead(element, lane)` runs its prepare() in a background worker
+while the run goes on (dnf installing packages, say), and the later
+`append(element)` waits for it, then commits in the usual order. Each lane has
+one worker: the elements of a lane are prepared one after the other, in the order
+given; different lanes run side by side (a database restore beside the staging of
+a file set). A failure anywhere aborts them with the rest of the rollback; one
+never appended is aborted when the transaction ends.
 """
 
 from __future__ import annotations
@@ -98,8 +100,7 @@ class Transaction:
         self._backups: Dict[str, int] = {}  # target -> backups made of it
         self._ahead: List[_Ahead] = []  # prepared ahead, not yet appended
         self._ahead_lock = threading.Lock()
-        self._ahead_queue: List[_Ahead] = []
-        self._worker: Optional[threading.Thread] = None
+        self._lanes: Dict[str, List[_Ahead]] = {}  # lane -> waiting for its worker
 
     def begin(self) -> None:
         self.is_open = True
@@ -122,10 +123,11 @@ class Transaction:
         self._backups[rel] = n
         return self.backup_dir / str(n) / rel
 
-    def prepare_ahead(self, element: TransactionElement) -> None:
-        """Start `element`'s prepare() in the background worker; `append(element)`
-        later waits for it and commits. Nothing happens for a step that the journal
-        says an interrupted run already committed (append skips it)."""
+    def prepare_ahead(self, element: TransactionElement, lane: str = "main") -> None:
+        """Start `element`'s prepare() in the worker of `lane` (after the elements
+        given to that lane before it); `append(element)` later waits for it and
+        commits. Nothing happens for a step that the journal says an interrupted run
+        already committed (append skips it)."""
         if not self.is_open:
             raise SatchelError(f"{element.describe()}: the transaction is not open",
                                hint="prepare elements ahead during early_misc or later")
@@ -135,20 +137,22 @@ class Transaction:
         ahead = _Ahead(element)
         with self._ahead_lock:
             self._ahead.append(ahead)
-            self._ahead_queue.append(ahead)
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._work_ahead, daemon=True,
-                                                name="prepare-ahead")
-                self._worker.start()
-        log.debug("prepare ahead %s", element.describe())
+            queue = self._lanes.get(lane)
+            if queue is None:  # no worker in this lane: start one
+                queue = self._lanes[lane] = []
+                threading.Thread(target=self._work_ahead, args=(lane,), daemon=True,
+                                 name=f"prepare-ahead-{lane}").start()
+            queue.append(ahead)
+        log.debug("prepare ahead %s (lane %s)", element.describe(), lane)
 
-    def _work_ahead(self) -> None:
+    def _work_ahead(self, lane: str) -> None:
         while True:
             with self._ahead_lock:
-                if not self._ahead_queue:
-                    self._worker = None
+                queue = self._lanes[lane]
+                if not queue:
+                    del self._lanes[lane]
                     return
-                ahead = self._ahead_queue.pop(0)
+                ahead = queue.pop(0)
             try:
                 if not ahead.cancelled:
                     ahead.element.prepare()

@@ -1,6 +1,7 @@
 """Elements prepared ahead (transaction.prepare_ahead): their prepare runs in the
-background while later stages run, append waits for it and commits in order, and
-any failure aborts them with the rollback, leaving the tree as it was."""
+background while later stages run (elements of different lanes side by side),
+append waits for it and commits in order, and any failure aborts them with the
+rollback, leaving the tree as it was."""
 
 from __future__ import annotations
 
@@ -20,38 +21,46 @@ PLUGIN = """
     from installer.errors import SatchelError
 
     PACKAGES_RUNNING = threading.Event()
+    STARTED = {"out": threading.Event(), "side": threading.Event()}
 
     class Staged(engine.TransactionElement):
-        '''Writes /srv/out.txt: prepare stages it (waiting until the packages step
-        runs, which only works if prepare runs beside it), commit renames it.'''
+        '''Writes /srv/<name>.txt: prepare stages it (waiting until the packages
+        step runs and the other lane's element has started, which only works if
+        prepare runs beside both), commit renames it.'''
 
-        def __init__(self, env):
+        def __init__(self, env, name):
             self.env = env
-            self.step_id = "staged"
+            self.name = name
+            self.step_id = f"staged-{name}"
 
         def describe(self):
-            return "staged write /srv/out.txt"
+            return f"staged write /srv/{self.name}.txt"
 
         def prepare(self):
-            self.tmp = self.txn.resolve("/srv/.out.tmp")
+            STARTED[self.name].set()
+            self.tmp = self.txn.resolve(f"/srv/.{self.name}.tmp")
             with open(self.tmp, "w") as f:
                 f.write(threading.current_thread().name + "\\n")
-            if self.env["T/fail_prepare"]:
+            if self.env["T/fail_prepare"] and self.name == "out":
                 raise SatchelError("staging failed on purpose")
             if not PACKAGES_RUNNING.wait(20):
                 raise SatchelError("prepare did not run beside the packages step")
+            if not all(e.wait(20) for e in STARTED.values()):
+                raise SatchelError("the lanes did not run side by side")
 
         def commit(self):
-            os.replace(self.tmp, self.txn.resolve("/srv/out.txt"))
+            os.replace(self.tmp, self.txn.resolve(f"/srv/{self.name}.txt"))
+            with open(self.txn.resolve("/srv/commits.log"), "a") as f:
+                f.write(self.name + "\\n")
 
         def abort(self):
             with open(self.txn.resolve("/srv/aborted.log"), "a") as f:
-                f.write("aborted\\n")
+                f.write(f"aborted {self.name}\\n")
             if os.path.exists(self.tmp):
                 os.unlink(self.tmp)
 
         def undo(self):
-            os.unlink(self.txn.resolve("/srv/out.txt"))
+            os.unlink(self.txn.resolve(f"/srv/{self.name}.txt"))
 
     class Plugin(engine.PluginBase):
         KEYS = (engine.Key("T/fail_prepare", bool, default=False),
@@ -60,7 +69,11 @@ PLUGIN = """
         @engine.event(stage=Stages.EARLY_MISC, name="t.ahead")
         def _ahead(self):
             PACKAGES_RUNNING.clear()
-            self.element = Staged(self.env)
+            for e in STARTED.values():
+                e.clear()
+            self.side = Staged(self.env, "side")
+            self.element = Staged(self.env, "out")
+            self.transaction.prepare_ahead(self.side, lane="side")
             self.transaction.prepare_ahead(self.element)
 
         @engine.event(stage=Stages.PACKAGES, name="t.packages")
@@ -72,6 +85,7 @@ PLUGIN = """
         def _commit(self):
             if self.env["T/append"]:
                 self.transaction.append(self.element)
+                self.transaction.append(self.side)
 """
 
 
@@ -92,7 +106,9 @@ def test_prepared_in_the_background_while_packages_run_then_committed(
         root: pathlib.Path, plugins: pathlib.Path) -> None:
     code, _runner, out = run(root=root, plugin_dirs=[plugins])
     assert code == EXIT_OK, out
-    assert (root / "srv/out.txt").read_text() == "prepare-ahead\n"  # the worker's thread
+    assert (root / "srv/out.txt").read_text() == "prepare-ahead-main\n"  # the workers'
+    assert (root / "srv/side.txt").read_text() == "prepare-ahead-side\n"
+    assert (root / "srv/commits.log").read_text() == "out\nside\n"  # in append order
     assert (root / "etc/pkg.txt").exists()
     assert not (root / "srv/aborted.log").exists()
 
@@ -104,7 +120,9 @@ def test_a_failing_prepare_ahead_fails_the_run_at_append_and_rolls_back(
                             settings={"T/fail_prepare": "true"})
     assert code == EXIT_FAILED, out
     assert "staging failed on purpose" in out and "at stage misc" in out
-    assert (root / "srv/aborted.log").read_text() == "aborted\n"
+    # the failed one at its append, the other (never appended) with the rollback
+    assert sorted((root / "srv/aborted.log").read_text().split("\n")) == [
+        "", "aborted out", "aborted side"]
     (root / "srv/aborted.log").unlink()
     assert snapshot(root) == before  # the package step undone, nothing staged left
 
@@ -115,7 +133,8 @@ def test_a_failure_elsewhere_aborts_the_element_prepared_ahead(
     monkeypatch.setenv("SATCHEL_FAIL_AT", "misc")  # after packages, before the append
     code, _runner, out = run(root=root, plugin_dirs=[plugins])
     assert code == EXIT_FAILED, out
-    assert (root / "srv/aborted.log").read_text() == "aborted\n"
+    assert sorted((root / "srv/aborted.log").read_text().split("\n")) == [
+        "", "aborted out", "aborted side"]
     (root / "srv/aborted.log").unlink()
     assert snapshot(root) == before
 
@@ -125,5 +144,6 @@ def test_an_element_never_appended_is_aborted_when_the_transaction_ends(
     code, _runner, out = run(root=root, plugin_dirs=[plugins],
                             settings={"T/append": "false"})
     assert code == EXIT_OK, out
-    assert (root / "srv/aborted.log").read_text() == "aborted\n"
-    assert not (root / "srv/out.txt").exists() and not (root / "srv/.out.tmp").exists()
+    assert sorted((root / "srv/aborted.log").read_text().split("\n")) == [
+        "", "aborted out", "aborted side"]
+    assert not list((root / "srv").glob("*.t*"))  # neither committed nor staged

@@ -22,8 +22,9 @@ installed (exit 3), an existing non-empty database that differs from the bundle
 is refused without IMPORT/replaceDb (exit 3). The plan says for each database:
 restore into a new database, replace the existing one, or already identical.
 
-The restores start in early_misc, in the transaction's background worker
-(`prepare_ahead`), and run while the packages are installed; misc waits for each
+The restores start in early_misc, in a background worker of their own
+(`prepare_ahead`, lane "database"), and run while the packages are installed and
+the file sets are staged; misc waits for each
 and commits it (the rename into place) in the usual order.
 """
 
@@ -154,7 +155,7 @@ class Plugin(engine.PluginBase):
         for entry in self._section().get("databases", []):
             element = RestoreDatabase(bundleinfo.bundle_dir(self.bundle), entry, params,
                                       replace=replace, step_id=f"database:{entry['name']}")
-            self.transaction.prepare_ahead(element)
+            self.transaction.prepare_ahead(element, lane="database")
             self._ahead.append(element)
 
     @engine.event(stage=Stages.MISC, name="import.database", condition=_has_db)
