@@ -32,6 +32,18 @@ entry, so the state registry ends up as after an uninterrupted run. The first
 attempt's changes are not undone by a later rollback (their backups belong to
 the killed run, under its own backup directory).
 
+Prepared ahead: the import stages a set while dnf installs the packages
+(`transaction.prepare_ahead`), so the target may change between prepare() and
+commit(): a package installs a file of the set, a scriptlet adds the user that
+owns some of it. prepare() therefore notes each entry's lstat (absent, or
+device, inode, type and mode, owner, size, mtime and ctime) and the owner
+mapping it used; commit() first compares them with the target as it is now and
+classifies again each entry that changed (and every entry when /etc/passwd or
+/etc/group map a name differently): a staged file that is now identical is
+dropped, a staged file is re-owned, a file created by a package is backed up and
+replaced like any other. Only when a file that prepare found identical now
+differs, so nothing was staged for it, is the whole set staged again.
+
 The archive is read through `opener` (default: tarstream.open_stream), so an
 encrypted one can be decrypted on the fly (see installer.restore.secrets).
 """
@@ -40,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import stat
@@ -52,10 +65,13 @@ from installer.engine import fsutil
 from installer.engine.transaction import TransactionElement
 from installer.errors import InputError
 from installer.restore import checkpoint
-from installer.restore.tarstream import Owners, check_member, open_stream, xattrs
+from installer.restore.tarstream import Owners, RecordOwner, check_member, open_stream, xattrs
 
 CHUNK = 1 << 20
 Opener = Callable[[Path], ContextManager[tarfile.TarFile]]
+Fingerprint = Optional[Tuple[int, ...]]
+
+log = logging.getLogger("satchel.files")
 
 
 @dataclass
@@ -73,6 +89,21 @@ class Change:
     backup: Optional[Path] = None
     old_meta: Optional[Tuple[int, int, int]] = None
     applied: bool = False
+
+
+def fingerprint(host: Path) -> Fingerprint:
+    """What tells whether a path changed: None when absent, else its lstat's
+    device, inode, mode, owner, size, mtime and ctime."""
+    try:
+        st = os.lstat(host)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_gid, st.st_size,
+            st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _kind(rec: Dict[str, Any]) -> str:
+    return "dir" if rec["type"] == "dir" else "symlink" if rec["type"] == "symlink" else "file"
 
 
 def _same_meta(st: os.stat_result, mode: int, uid: int, gid: int) -> bool:
@@ -135,6 +166,9 @@ class ExtractSet(TransactionElement):
         self.step_id = step_id
         self.opener: Opener = opener or open_stream
         self.changes: List[Change] = []
+        # prepare: each entry's fingerprint and (uid, gid) when classified
+        self.seen: Dict[str, Tuple[Fingerprint, int, int]] = {}
+        self.owners: Optional[Owners] = None
         self.parents: List[Change] = []  # missing parents above the set's paths
         self.identical = 0
         self.warnings: List[str] = []
@@ -155,7 +189,8 @@ class ExtractSet(TransactionElement):
 
     def prepare(self) -> None:
         root = self.txn.root
-        owners = Owners(root)
+        owners = self.owners = Owners(root)
+        self.changes, self.seen, self.identical = [], {}, 0
         started = self.txn.journal.started(self.step_id) if self.step_id else None
         self.earlier = list(started.get("records", [])) if isinstance(started, dict) else []
         self.staging = root / "var/lib/satchel/staging" / self.archive.name
@@ -189,7 +224,9 @@ class ExtractSet(TransactionElement):
 
     def _stage(self, tf: tarfile.TarFile, m: tarfile.TarInfo, rec: Dict[str, Any],
                uid: int, gid: int) -> None:
-        how = classify(self.host(m.name), rec, uid, gid)
+        host = self.host(m.name)
+        self.seen[m.name] = (fingerprint(host), uid, gid)
+        how = classify(host, rec, uid, gid)
         if how == "identical":
             self.identical += 1
             return
@@ -230,6 +267,7 @@ class ExtractSet(TransactionElement):
 
     def commit(self) -> None:
         root = self.txn.root
+        self._recheck()
         if self.step_id and self.changes:
             planned = self.records() + [{"kind": "dir", "path": "/" + rel}
                                         for rel in self._missing_parents(root)]
@@ -246,6 +284,70 @@ class ExtractSet(TransactionElement):
         for d in sorted(self._dirs_changed, key=lambda p: (-len(p.parts), str(p))):
             fsutil.fsync_dir(d)
         shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _recheck(self) -> None:
+        """Classify again what changed on the target since prepare (see the module
+        docstring); stage the whole set again if content is missing."""
+        assert self.owners is not None
+        self.host = HostPaths(self.txn.resolve, self.txn.root)  # parents may differ now
+        owners = Owners(self.txn.root)
+        remap = not owners.same_as(self.owners)
+        changes = {c.rel: c for c in self.changes}
+        again = 0
+        for rel, (was, old_uid, old_gid) in self.seen.items():
+            uid, gid = old_uid, old_gid
+            if remap:
+                who = RecordOwner(self.index[rel])
+                uid, gid = owners.uid(who), owners.gid(who)
+            host = self.host(rel)
+            if (uid, gid) == (old_uid, old_gid) and fingerprint(host) == was:
+                continue
+            again += 1
+            how = classify(host, self.index[rel], uid, gid)
+            if not self._reclassified(changes, rel, how, uid, gid):
+                log.info("%s: /%s changed on the target since it was staged: staging "
+                         "the set again", self.describe(), rel)
+                self.prepare()
+                return
+        if remap:
+            self.warnings = owners.warnings
+        if again:
+            log.debug("%s: %d entries changed on the target since staging, classified "
+                      "again", self.describe(), again)
+            self.changes = sorted(changes.values(), key=lambda c: c.rel)
+
+    def _reclassified(self, changes: Dict[str, Change], rel: str, how: str, uid: int,
+                      gid: int) -> bool:
+        """Update the change of entry `rel` to `how`; False if that needs content
+        that was not staged."""
+        rec = self.index[rel]
+        c = changes.get(rel)
+        if c is None:  # identical at prepare
+            if how == "identical":
+                return True
+            if _kind(rec) == "file" and how != "meta":
+                return False
+            self.identical -= 1
+            changes[rel] = Change(rel, _kind(rec), how, mode=int(rec["mode"], 8), uid=uid,
+                                  gid=gid, mtime=int(rec.get("mtime", 0)),
+                                  link=rec.get("target", ""))
+            return True
+        if c.kind == "file" and c.staged is None and how in ("create", "replace"):
+            return False
+        if how in ("identical", "meta") and c.staged is not None:
+            os.unlink(c.staged)
+            c.staged = None
+        if how == "identical":
+            del changes[rel]
+            self.identical += 1
+            return True
+        c.how = how
+        if (c.uid, c.gid) != (uid, gid):
+            c.uid, c.gid = uid, gid
+            if c.staged is not None:  # chown clears set-id bits: mode again after it
+                os.chown(c.staged, uid, gid)
+                os.chmod(c.staged, c.mode)
+        return True
 
     def _back_up(self, root: Path) -> None:
         """Back up every file (or symlink) about to be replaced, then make all the

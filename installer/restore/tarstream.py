@@ -20,7 +20,7 @@ import tempfile
 import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Dict, Iterator, List, Optional, Tuple
+from typing import IO, Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from installer.errors import InputError, ToolError
 
@@ -38,6 +38,14 @@ def _idmap(path: Path) -> Dict[str, int]:
         if len(fields) >= 3 and fields[2].isdigit():
             out.setdefault(fields[0], int(fields[2]))
     return out
+
+
+class RecordOwner:
+    """A manifest index record's owner, shaped like a tar member for Owners."""
+
+    def __init__(self, rec: Dict[str, Any]) -> None:
+        self.uname, self.gname = rec.get("user", ""), rec.get("group", "")
+        self.uid, self.gid = int(rec.get("uid", 0)), int(rec.get("gid", 0))
 
 
 class Owners:
@@ -58,11 +66,14 @@ class Owners:
                                  f"using its number {number}")
         return number
 
-    def uid(self, m: tarfile.TarInfo) -> int:
+    def uid(self, m: Union[tarfile.TarInfo, RecordOwner]) -> int:
         return self._map(self.users, "user", m.uname, m.uid)
 
-    def gid(self, m: tarfile.TarInfo) -> int:
+    def gid(self, m: Union[tarfile.TarInfo, RecordOwner]) -> int:
         return self._map(self.groups, "group", m.gname, m.gid)
+
+    def same_as(self, other: Owners) -> bool:
+        return (self.users, self.groups) == (other.users, other.groups)
 
 
 def check_name(name: str) -> Optional[str]:

@@ -38,6 +38,13 @@ def test_import_restores_packages_files_secrets_and_services(bundle: Path, root:
     assert not repos.exists() or not any(repos.iterdir())
     state = json.loads((root / "var/lib/satchel/state.json").read_text())
     assert "/etc/demo/app.conf" in json.dumps(state)
+    # The set was staged before dnf ran, when app.conf did not exist yet; demo-app
+    # installed it meanwhile, so it was replaced (with a backup), not "created".
+    assert state["actions"]["import"]["files"]["/etc/demo/app.conf"]["how"] == "replaced"
+    backups = list((root / "var/lib/satchel/backup").glob("*/*/etc/demo/app.conf"))
+    assert [b.read_text() for b in backups] == [
+        "# demo-app configuration; edits survive upgrades (%config(noreplace))\n"
+        "listen = 127.0.0.1:8080\n"]
     logs = list((root / "var/log/satchel").glob("import-*.log"))
     assert logs and str(logs[0].relative_to(root)) in r.stdout + r.stderr
 

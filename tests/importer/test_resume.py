@@ -218,7 +218,11 @@ def test_kill_9_then_a_rerun_ends_as_an_uninterrupted_import(
     root = make_root(tmp_path / "root", rpms)
     argv = import_argv(built.path, root, *settings, module=True)
     kill_at(argv, stop_at)
-    journal = json.loads((root / "var/lib/satchel/journal/import.json").read_text())
+    journal_file = root / "var/lib/satchel/journal/import.json"
+    # The file sets are staged beside dnf from early_misc on: a kill there may come
+    # before the journal's first entry.
+    journal = json.loads(journal_file.read_text()) \
+        if journal_file.exists() or not stop_at.startswith("files.stage") else {}
     if stop_at.startswith("rpm:"):
         # Killed inside dnf's rpm transaction: the demo packages are in, demo-pause not.
         names = {n.rsplit("-", 2)[0] for n in installed(root)}
@@ -239,7 +243,8 @@ def test_kill_9_then_a_rerun_ends_as_an_uninterrupted_import(
 
     r = run_import(built.path, root, *settings, module=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "resuming" in r.stdout + r.stderr
+    if journal:  # else killed before the first change: there is nothing to resume
+        assert "resuming" in r.stdout + r.stderr
     assert installed(root) == reference["rpms"]
     after = _normal(snapshot(root))
     assert differences(after, reference["tree"]) == set()

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from installer import engine
 from installer.engine import Stages
@@ -39,17 +39,9 @@ from installer.restore.extract import ExtractSet, HostPaths, classify
 from installer.restore.packages import DBPATH, payload_sizes
 from installer.restore.secrets import member_names, open_encrypted
 from installer.restore.space import SYSTEM_MARGIN, SpaceNeeds
-from installer.restore.tarstream import Owners
+from installer.restore.tarstream import Owners, RecordOwner
 
 STATE_DIR = "var/lib/satchel"
-
-
-class _Rec:
-    """Index record as a tarfile-like object for the owner mapping."""
-
-    def __init__(self, rec: Dict[str, Any]) -> None:
-        self.uname, self.gname = rec.get("user", ""), rec.get("group", "")
-        self.uid, self.gid = int(rec.get("uid", 0)), int(rec.get("gid", 0))
 
 
 class Plugin(engine.PluginBase):
@@ -65,6 +57,7 @@ class Plugin(engine.PluginBase):
     def __init__(self, context: Any) -> None:
         super().__init__(context)
         self._space = SpaceNeeds(self.root)
+        self._ahead: List[Tuple[Dict[str, Any], ExtractSet]] = []  # staging since early_misc
 
     def _sets(self) -> List[Dict[str, Any]]:
         sets = list(bundleinfo.component(self.bundle, "filesets").get("sets", []))
@@ -96,8 +89,8 @@ class Plugin(engine.PluginBase):
             hosts = HostPaths(self.resolve, self.root)
             for rel, rec in fs["index"].items():
                 host = hosts(rel)
-                how = classify(host, rec, owners.uid(_Rec(rec)),  # type: ignore[arg-type]
-                               owners.gid(_Rec(rec)))  # type: ignore[arg-type]
+                who = RecordOwner(rec)
+                how = classify(host, rec, owners.uid(who), owners.gid(who))
                 counts[how] += 1
                 if how not in ("create", "replace"):
                     continue
@@ -139,8 +132,11 @@ class Plugin(engine.PluginBase):
                                hint="free space there (or grow the file system), then run "
                                     "again; nothing was changed")
 
-    @engine.event(stage=Stages.MISC, name="import.files")
-    def _restore(self) -> None:
+    @engine.event(stage=Stages.EARLY_MISC, name="import.files.ahead")
+    def _start(self) -> None:
+        """Start staging the sets now, beside dnf and the database restore: prepare
+        only writes under the staging area, and commit classifies again whatever
+        the packages changed meanwhile (see installer.restore.extract)."""
         bundle = bundleinfo.bundle_dir(self.bundle)
         for fs in self._sets():
             method = fs.get("encrypt", "none")
@@ -149,6 +145,12 @@ class Plugin(engine.PluginBase):
                 def opener(archive: Path, method: str = method) -> Any:
                     return self._decrypted(archive, method)
             element = ExtractSet(bundle, fs, step_id=f"files:{fs['name']}", opener=opener)
+            self.transaction.prepare_ahead(element, lane="files")
+            self._ahead.append((fs, element))
+
+    @engine.event(stage=Stages.MISC, name="import.files")
+    def _restore(self) -> None:
+        for fs, element in self._ahead:
             self.transaction.append(element)
             for w in element.warnings:
                 self.log.warning("%s", w)
