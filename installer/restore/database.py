@@ -158,17 +158,32 @@ class ConnParams:
 
 # -- pg_restore -----------------------------------------------------------------
 
+_MAJORS: Dict[Tuple[str, int, int], Optional[int]] = {}  # (binary, inode, mtime) -> major
+
+
 def _tool_major(binary: Path) -> Optional[int]:
+    """The major version `binary --version` reports (asked once per process and
+    file: plan and restore both look pg_restore up)."""
     try:
-        proc = run([binary, "--version"], check=False)
-    except ToolError:
+        st = os.stat(binary)
+    except OSError:
         return None
-    m = re.search(r"\(PostgreSQL\) (\d+)", proc.stdout or "")
-    return int(m.group(1)) if proc.returncode == 0 and m else None
+    key = (str(binary), st.st_ino, st.st_mtime_ns)
+    if key not in _MAJORS:
+        try:
+            proc = run([binary, "--version"], check=False)
+        except ToolError:
+            return None
+        m = re.search(r"\(PostgreSQL\) (\d+)", proc.stdout or "")
+        _MAJORS[key] = int(m.group(1)) if proc.returncode == 0 and m else None
+    return _MAJORS[key]
 
 
 def pg_bindirs(tool: str = "pg_restore") -> Dict[int, Path]:
-    """Directories holding `tool`, by its major version (first found wins)."""
+    """Directories holding `tool`, by its major version (first found wins). A
+    `tool` on PATH that is a link to a dispatcher (Debian's pg_wrapper, a Perl
+    script that runs one of the versioned bindirs' tools) is only asked when no
+    versioned bindir has the tool."""
     candidates: List[Path] = []
     if shutil.which("pg_config"):
         with contextlib.suppress(ToolError):
@@ -182,10 +197,14 @@ def pg_bindirs(tool: str = "pg_restore") -> Dict[int, Path]:
         candidates.append(Path(on_path).parent)
     found: Dict[int, Path] = {}
     for d in dict.fromkeys(candidates):
-        if (d / tool).is_file():
-            major = _tool_major(d / tool)
-            if major is not None:
-                found.setdefault(major, d)
+        binary = d / tool
+        if not binary.is_file():
+            continue
+        if found and os.path.basename(os.path.realpath(binary)) != tool:
+            continue  # a dispatcher to one of the tools found already
+        major = _tool_major(binary)
+        if major is not None:
+            found.setdefault(major, d)
     return found
 
 

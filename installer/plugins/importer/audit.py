@@ -2,14 +2,16 @@
 result is audited against the manifest, and a summary of what changed is shown.
 
 The audit (closeup, after the commit): the hash of every restored file, `rpm -V`
-of the bundle's packages (logged), and the row count of every table of every
-restored database, counted again now that it is in place under its name. What
+of the bundle's packages (logged; it runs beside the other two), and the row
+count of every table of every restored database, counted again now that it is in
+place under its name. What
 differs is logged as a warning and counted in the summary; the audit itself
 never fails the run (the import is committed by then)."""
 
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List
 
 from installer import engine
@@ -17,6 +19,7 @@ from installer.engine import Stages
 from installer.engine.fsutil import sha256_file
 from installer.errors import SatchelError
 from installer.restore import bundleinfo
+from installer.restore.extract import HostPaths
 
 INSTALLER_PATH = "/usr/libexec/satchel/install"
 
@@ -34,23 +37,14 @@ class Plugin(engine.PluginBase):
 
     @engine.event(stage=Stages.CLOSEUP, name="import.audit")
     def _audit(self) -> None:
-        problems: List[str] = []
-        for fs in self._sets():
-            for rel, rec in fs["index"].items():
-                if rec["type"] != "file":
-                    continue
-                host = self.root / rel
-                if not host.is_file():
-                    problems.append(f"/{rel}: missing after the import")
-                elif sha256_file(host) != rec["sha256"]:
-                    problems.append(f"/{rel}: differs from the bundle")
         nevras = [p["nevra"] for p in bundleinfo.component(self.bundle, "repo")
                   .get("packages", [])]
-        if nevras:
-            from installer.restore.packages import audit as rpm_audit
-            for line in rpm_audit(self.root, nevras):
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # rpm -V reads the packages' files while the files and rows are checked
+            rpm_lines = pool.submit(self._rpm_verify, nevras) if nevras else None
+            problems = self._file_problems() + self._database_problems()
+            for line in rpm_lines.result() if rpm_lines is not None else []:
                 self.log.info("rpm -V: %s", line)
-        problems += self._database_problems()
         for p in problems:
             self.log.warning("audit: %s", p)
         changes = self._changes()
@@ -59,6 +53,27 @@ class Plugin(engine.PluginBase):
         self.dialog.note(f"Import summary: {summary}" +
                          (f"; audit found {len(problems)} problem(s), see the log"
                           if problems else "; audit: everything matches the manifest"))
+
+    def _rpm_verify(self, nevras: List[str]) -> List[str]:
+        from installer.restore.packages import audit as rpm_audit
+
+        return rpm_audit(self.root, nevras)
+
+    def _file_problems(self) -> List[str]:
+        """Each restored file against the manifest's hash, read where the target
+        sees it (parents resolved inside the root)."""
+        problems: List[str] = []
+        for fs in self._sets():
+            hosts = HostPaths(self.resolve, self.root)
+            for rel, rec in fs["index"].items():
+                if rec["type"] != "file":
+                    continue
+                host = hosts(rel)
+                if not host.is_file():
+                    problems.append(f"/{rel}: missing after the import")
+                elif sha256_file(host) != rec["sha256"]:
+                    problems.append(f"/{rel}: differs from the bundle")
+        return problems
 
     def _database_problems(self) -> List[str]:
         entries = bundleinfo.component(self.bundle, "database").get("databases") or []
