@@ -556,12 +556,12 @@ class InstallPackages(TransactionElement):
                 "downgrade": [list(p) for p in self.plan.downgrade]})
         checkpoint.reached("packages.dnf")
         proc = dnf(self.txn.root, self.bundle, self.manifest, ["install", *self.plan.specs])
-        self._note_changes()
+        now = self._note_changes()
         if proc.returncode != 0:
             raise ToolError(f"dnf install into {self.txn.root} failed with exit code "
                             f"{proc.returncode}:\n{_dnf_problems(proc)}")
         want = {p.nevra for p in manifest_packages(self.manifest)}
-        missing = sorted(want - {i.nevra for i in installed(self.txn.root)})
+        missing = sorted(want - now)
         if missing:
             raise ToolError(f"dnf finished but these are not installed: {', '.join(missing)}")
 
@@ -576,12 +576,14 @@ class InstallPackages(TransactionElement):
         return _ancestors([ln for ln in (out.stdout or "").splitlines()
                            if ln.startswith("/")])
 
-    def _note_changes(self) -> None:
+    def _note_changes(self) -> Set[str]:
+        """What dnf added or changed; returns the NEVRAs installed now."""
         assert self.plan is not None
         now = {i.nevra for i in installed(self.txn.root)}
         self.added = sorted(now - self.before)
         self.changed = [("upgraded", n, o) for n, o in self.plan.upgrade if n in now] + \
             [("downgraded", n, o) for n, o in self.plan.downgrade if n in now]
+        return now
 
     def _remove_added(self) -> None:
         gone = set(self.before)

@@ -47,6 +47,13 @@ def test_import_restores_packages_files_secrets_and_services(bundle: Path, root:
         "listen = 127.0.0.1:8080\n"]
     logs = list((root / "var/log/satchel").glob("import-*.log"))
     assert logs and str(logs[0].relative_to(root)) in r.stdout + r.stderr
+    # dnf's test transaction is started before the other plans, which run beside it,
+    # and read back at import.packages.plan
+    lines = logs[0].read_text().splitlines()
+    events = [ln.rsplit("  ", 1)[-1] for ln in lines if "satchel.engine:   import." in ln]
+    assert events.index("import.packages.start") < events.index("import.files.plan") \
+        < events.index("import.packages.plan")
+    assert sum("tsflags=test" in ln for ln in lines) == 1
 
 
 def test_second_import_changes_nothing(bundle: Path, root: Path) -> None:

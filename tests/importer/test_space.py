@@ -71,6 +71,9 @@ def test_a_too_small_root_is_refused_naming_its_mount_point(bundle: Path, rpms: 
         assert f"{mnt}: the plan needs" in out and "MiB available" in out
         assert installed(root) == rpms_before
         assert _unchanged(before, snapshot(root)) == set()
+        # refused while dnf's test transaction ran beside the plans: it was waited
+        # for, and its scratch directory removed
+        assert not list((root / "var/lib/satchel").glob(".dnf-*"))
 
 
 @pytest.fixture(scope="module")
