@@ -87,6 +87,11 @@ class Staging:
     def register(self, entry: Entry) -> None:
         self.entries[entry.path] = entry
 
+    def discard(self, relpath: str) -> None:
+        """Forget `relpath` and remove its file (a step that failed after writing it)."""
+        self.entries.pop(relpath, None)
+        (self.root / relpath).unlink(missing_ok=True)
+
     def open(self, relpath: str, mode: int = 0o644) -> HashingWriter:
         return HashingWriter(self, relpath, mode)
 

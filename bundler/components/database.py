@@ -183,6 +183,7 @@ class PendingDump:
         self._error: Optional[BaseException] = None
         self._result: dict[str, Any] = {}
         self._current: Optional[DumpStream] = None
+        self._roles: Optional[_Roles] = None
         self._aborted = False
         self._thread = threading.Thread(target=self._work, name="pg_dump", daemon=True)
         self._thread.start()
@@ -210,20 +211,25 @@ class PendingDump:
     def _dump_all(self) -> dict[str, Any]:
         db = self.db
         section: dict[str, Any] = {"dump_format": "custom", "roles": None, "databases": []}
-        for name in db.names:
-            if self._aborted:
-                raise SatchelError("database dump aborted")
-            facts = self._dump_one(name)
-            section["databases"].append(facts)
+        try:
+            for name in db.names:
+                if self._aborted:
+                    raise SatchelError("database dump aborted")
+                facts = self._dump_one(name)
+                section["databases"].append(facts)
+        except BaseException:
+            if self._roles is not None:  # a failed dump leaves nothing: not the roles either
+                self._roles.join()
+                self.staging.discard(ROLES_PATH)
+            raise
         first = section["databases"][0]
         section["server_version"] = first["server_version"]
         section["server_major"] = first["server_major"]
         section["pg_dump_major"] = first["pg_dump_major"]
         section["checksum_method"] = first["checksum_method"]
         section["checksum_probe"] = first["checksum_probe"]
-        if db.roles and not self._aborted:
-            section["roles"] = dump_roles(db, pg_dump_bindir(first["server_major"]),
-                                          self.staging, db.names[0])
+        if self._roles is not None:
+            section["roles"] = self._roles.result()
         if self._aborted:
             raise SatchelError("database dump aborted")
         return section
@@ -243,6 +249,8 @@ class PendingDump:
                     f"--snapshot={snapshot}", "-h", db.host, "-p", str(db.port),
                     "-U", db.user, f"--dbname={name}"]
             compress = zstd_argv()
+            if self.db.roles and self._roles is None:  # pg_dumpall beside the first dump
+                self._roles = _Roles(db, bindir, self.staging, name)
             out = self.staging.open(f"db/{name}.dump.zst")
             self._current = DumpStream(argv, tool_env(db), out,
                                        header=lambda head: fix_archive_header(head, self.epoch),
@@ -270,6 +278,29 @@ class PendingDump:
 
 def _major_of(bindir: Path) -> int:
     return next(m for m, d in pg_bindirs().items() if d == bindir)
+
+
+class _Roles(threading.Thread):
+    """dump_roles() in a thread; result() waits and returns its entry or raises."""
+
+    def __init__(self, db: Database, bindir: Path, staging: Staging, dbname: str) -> None:
+        super().__init__(name="pg_dumpall", daemon=True)
+        self._args = (db, bindir, staging, dbname)
+        self._entry: dict[str, Any] = {}
+        self._error: Optional[BaseException] = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._entry = dump_roles(*self._args)
+        except BaseException as e:
+            self._error = e
+
+    def result(self) -> dict[str, Any]:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._entry
 
 
 def dump_roles(db: Database, bindir: Path, staging: Staging, dbname: str) -> dict[str, Any]:
