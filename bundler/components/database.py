@@ -69,6 +69,7 @@ from bundler.recipe import Database
 from bundler.run import check_tool, run
 from bundler.staging import CHUNK, Entry, HashingWriter, Staging
 from installer.errors import InputError, SatchelError, ToolError
+from installer.restore.database import majors_found, pick_major
 from installer.restore.pgfacts import choose_method, database_facts, method_probe, table_facts
 
 log = logging.getLogger("satchel")
@@ -106,16 +107,15 @@ def connect(db: Database, dbname: str) -> Any:
 def pg_dump_bindir(server_major: int) -> Path:
     """The bindir whose pg_dump matches the server: the same major, else the oldest newer."""
     dirs = pg_bindirs()
-    newer = sorted(m for m in dirs if m >= server_major)
-    if not newer:
-        have = ", ".join(str(m) for m in sorted(dirs)) or "none"
+    major = pick_major(dirs, server_major)
+    if major is None:
         raise InputError(f"the server is PostgreSQL {server_major} but no pg_dump of that "
-                         f"version or newer is installed (have: {have})",
+                         f"version or newer is installed (have: {majors_found(dirs)})",
                          hint=f"install postgresql-client-{server_major}")
-    if newer[0] != server_major:
+    if major != server_major:
         log.warning("no pg_dump %d; using pg_dump %d (restore needs PostgreSQL %d+)",
-                    server_major, newer[0], newer[0])
-    return dirs[newer[0]]
+                    server_major, major, major)
+    return dirs[major]
 
 
 def _check_passfile(db: Database) -> None:

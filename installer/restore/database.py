@@ -208,17 +208,30 @@ def pg_bindirs(tool: str = "pg_restore") -> Dict[int, Path]:
     return found
 
 
+def pick_major(dirs: Dict[int, Path], minimum: int,
+               prefer: Optional[int] = None) -> Optional[int]:
+    """The major version to use of `dirs` (from pg_bindirs): `prefer` when it is one
+    not older than `minimum`, else the oldest not older than it; None if none is."""
+    fit = sorted(m for m in dirs if m >= minimum)
+    if not fit:
+        return None
+    return prefer if prefer in fit else fit[0]
+
+
+def majors_found(dirs: Dict[int, Path]) -> str:
+    """The installed majors, for an error message: "13, 15" or "none"."""
+    return ", ".join(str(m) for m in sorted(dirs)) or "none"
+
+
 def pg_restore_path(dump_major: int, server_major: Optional[int] = None) -> Path:
     """The pg_restore to use: not older than the dump's pg_dump (RefusedError if none)."""
     dirs = pg_bindirs()
-    fit = sorted(m for m in dirs if m >= dump_major)
-    if not fit:
-        have = ", ".join(str(m) for m in sorted(dirs)) or "none"
+    major = pick_major(dirs, dump_major, server_major)
+    if major is None:
         raise RefusedError(f"the dump was made by pg_dump {dump_major}, but no pg_restore of "
-                           f"that version or newer is installed (have: {have})",
+                           f"that version or newer is installed (have: {majors_found(dirs)})",
                            hint=f"install the PostgreSQL {dump_major} client "
                                 f"(postgresql{dump_major} or postgresql-client-{dump_major})")
-    major = server_major if server_major in fit else fit[0]
     return dirs[major] / "pg_restore"
 
 

@@ -61,7 +61,14 @@ from installer.errors import InputError, RefusedError
 from installer.plugins.cleanup import _facts
 from installer.plugins.cleanup._dropdb import DropDatabase
 from installer.plugins.cleanup._elements import PgpassRewrite, RemoveFile
-from installer.restore.database import ConnParams, Server, pg_bindirs, read_password_file
+from installer.restore.database import (
+    ConnParams,
+    Server,
+    majors_found,
+    pg_bindirs,
+    pick_major,
+    read_password_file,
+)
 
 PROMPT = ("Drop database? If you want to reuse the existing database for the future "
           "installation choose no.")
@@ -309,11 +316,11 @@ class Plugin(engine.PluginBase):
 def _pg_dump_dir(major: int) -> Any:
     """The bindir of a pg_dump not older than the server (RefusedError if none)."""
     dirs = pg_bindirs("pg_dump")
-    fit = sorted(m for m in dirs if m >= major and (dirs[m] / "pg_restore").is_file())
-    if not fit:
-        have = ", ".join(str(m) for m in sorted(dirs)) or "none"
+    with_restore = {m: d for m, d in dirs.items() if (d / "pg_restore").is_file()}
+    chosen = pick_major(with_restore, major, major)
+    if chosen is None:
         raise RefusedError(f"no pg_dump for the PostgreSQL {major} server is installed "
-                           f"(have: {have}): the database cannot be backed up before it is "
-                           "dropped", hint=f"install the PostgreSQL {major} client, or keep "
-                                           "the database (-d)")
-    return dirs[major if major in fit else fit[0]]
+                           f"(have: {majors_found(dirs)}): the database cannot be backed up "
+                           "before it is dropped", hint=f"install the PostgreSQL {major} "
+                                                        "client, or keep the database (-d)")
+    return dirs[chosen]

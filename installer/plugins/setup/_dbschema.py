@@ -37,7 +37,14 @@ from installer.engine.fsutil import missing_dirs
 from installer.engine.process import run
 from installer.engine.transaction import TransactionElement
 from installer.errors import InputError, RefusedError, SatchelError, ToolError
-from installer.restore.database import ConnParams, Server, load_psycopg2, pg_bindirs
+from installer.restore.database import (
+    ConnParams,
+    Server,
+    load_psycopg2,
+    majors_found,
+    pg_bindirs,
+    pick_major,
+)
 
 log = logging.getLogger("satchel.setup.database")
 
@@ -244,13 +251,13 @@ def dump_tools(server_major: int) -> Tuple[Path, Path]:
     """(pg_dump, pg_restore) of one installed PostgreSQL not older than the server
     (the server's own major when installed); RefusedError when there is none."""
     dumps, restores = pg_bindirs("pg_dump"), pg_bindirs("pg_restore")
-    fit = sorted(m for m in dumps if m >= server_major and m in restores)
-    if not fit:
-        have = ", ".join(str(m) for m in sorted(dumps)) or "none"
+    major = pick_major({m: d for m, d in dumps.items() if m in restores}, server_major,
+                       server_major)
+    if major is None:
         raise RefusedError(f"upgrading the database needs pg_dump and pg_restore of "
-                           f"PostgreSQL {server_major} or newer for its backup (have: {have})",
+                           f"PostgreSQL {server_major} or newer for its backup (have: "
+                           f"{majors_found(dumps)})",
                            hint=f"install the PostgreSQL {server_major} client tools")
-    major = server_major if server_major in fit else fit[0]
     return dumps[major] / "pg_dump", restores[major] / "pg_restore"
 
 
