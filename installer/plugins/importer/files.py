@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional
 
 from installer import engine
 from installer.engine import Stages
@@ -57,7 +57,7 @@ class Plugin(engine.PluginBase):
     def __init__(self, context: Any) -> None:
         super().__init__(context)
         self._space = SpaceNeeds(self.root)
-        self._ahead: List[Tuple[Dict[str, Any], ExtractSet]] = []  # staging since early_misc
+        self._ahead: List[ExtractSet] = []  # staging since early_misc
 
     def _sets(self) -> List[Dict[str, Any]]:
         sets = list(bundleinfo.component(self.bundle, "filesets").get("sets", []))
@@ -146,13 +146,14 @@ class Plugin(engine.PluginBase):
                     return self._decrypted(archive, method)
             element = ExtractSet(bundle, fs, step_id=f"files:{fs['name']}", opener=opener)
             self.transaction.prepare_ahead(element, lane="files")
-            self._ahead.append((fs, element))
+            self._ahead.append(element)
 
     @engine.event(stage=Stages.MISC, name="import.files")
     def _restore(self) -> None:
-        for fs, element in self._ahead:
+        for element in self._ahead:
             self.transaction.append(element)
             for w in element.warnings:
                 self.log.warning("%s", w)
-            self.log.info("file set %s: %d changed, %d already identical", fs["name"],
+            self.log.info("file set %s: %d changed, %d already identical",
+                          element.fileset["name"],
                           len(element.changes), element.identical)
